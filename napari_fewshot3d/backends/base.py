@@ -1,0 +1,49 @@
+"""What every segmentation backend provides to the engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ..progress import Task
+from ..support import SupportSet
+from ..volume import Volume
+
+
+class AdaptedModel(ABC):
+    """A backend adapted to one support set; segmenting is a pure function of (model, volume)."""
+
+    backend_name: str
+    class_names: dict[int, str]
+
+    @abstractmethod
+    def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
+        """Integer labels on ``volume``'s grid: 0 background, else a class value."""
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able settings and named arrays that rebuild this model (only for saveable backends)."""
+        raise TypeError(f"backend {self.backend_name} cannot save an adapted model")
+
+
+class Backend(ABC):
+    """Adapts to painted slices. Subclasses set the class attributes below."""
+
+    name: str = ""
+    description: str = ""
+    #: Painted slices each class needs (interpolation needs two to interpolate between).
+    min_slices_per_class: int = 1
+    #: Whether an adapted model can be saved and applied to other volumes.
+    can_save: bool = False
+
+    def embed(self, volume: Volume, device: str, task: Task) -> None:  # noqa: B027 - optional hook
+        """Precompute what adapting needs from the image alone (cached); nothing by default."""
+
+    @abstractmethod
+    def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
+        """Fit to the painted slices of ``support`` (on ``volume``'s grid)."""
+
+    def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
+        """Rebuild a saved model (inverse of :meth:`AdaptedModel.to_state`)."""
+        raise TypeError(f"backend {self.name} cannot load a saved model")

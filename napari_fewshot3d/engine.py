@@ -1,0 +1,182 @@
+"""The three verbs every front end calls: embed, adapt, segment — plus device choice and model files.
+
+Front ends (napari, Slicer, CLI) convert their data to a :class:`Volume` and a
+:class:`SupportSet`, call these, and show the result. No segmentation logic lives anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .backends import DEFAULT_BACKEND, AdaptedModel, Backend, get_backend
+from .errors import InputError
+from .progress import CancelToken, ProgressCallback, Task
+from .support import SupportSet
+from .volume import Volume
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MODEL_FORMAT = "fewshot3d-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' picks cuda, then mps, then cpu; asking for one that is not there is an input error."""
+    if device not in DEVICES:
+        raise InputError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        if device == "auto":
+            return "cpu"
+        raise InputError(f"device {device} needs PyTorch, which is not installed") from None
+    has_cuda = torch.cuda.is_available()
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device == "auto":
+        return "cuda" if has_cuda else "mps" if has_mps else "cpu"
+    if (device == "cuda" and not has_cuda) or (device == "mps" and not has_mps):
+        raise InputError(f"device {device} is not available on this machine")
+    return device
+
+
+def _backend(backend: str | Backend) -> Backend:
+    return backend if isinstance(backend, Backend) else get_backend(backend)
+
+
+def embed(
+    volume: Volume,
+    backend: str | Backend = DEFAULT_BACKEND,
+    device: str = "auto",
+    progress: ProgressCallback | Task | None = None,
+    cancel: CancelToken | None = None,
+) -> None:
+    """Precompute (and cache) what the backend needs from the image; safe to run ahead in the background."""
+    _backend(backend).embed(volume, resolve_device(device), Task.of(progress, cancel))
+
+
+def adapt(
+    volume: Volume,
+    support: SupportSet,
+    backend: str | Backend = DEFAULT_BACKEND,
+    device: str = "auto",
+    progress: ProgressCallback | Task | None = None,
+    cancel: CancelToken | None = None,
+) -> AdaptedModel:
+    """Adapt a backend to the painted slices of ``support``; returns a model that can segment."""
+    if not volume.same_grid(support.labels):
+        raise InputError("support labels are not on the image's grid")
+    chosen = _backend(backend)
+    support.require_slices_per_class(chosen.min_slices_per_class, chosen.name)
+    task = Task.of(progress, cancel)
+    resolved = resolve_device(device)
+    chosen.embed(volume, resolved, task.sub(0.0, 0.7))
+    return chosen.adapt(volume, support, resolved, task.sub(0.7, 1.0))
+
+
+def segment(
+    model: AdaptedModel,
+    volume: Volume,
+    support: SupportSet | None = None,
+    device: str = "auto",
+    progress: ProgressCallback | Task | None = None,
+    cancel: CancelToken | None = None,
+) -> Volume:
+    """Label ``volume`` with an adapted model; painted slices of ``support`` keep exactly what was painted."""
+    task = Task.of(progress, cancel)
+    labels = model.segment(volume, resolve_device(device), task)
+    labels = np.asarray(labels)
+    if support is not None:
+        labels = keep_painted(labels, support)
+    task.report(1.0, "done")
+    return volume.with_array(labels.astype(_label_dtype(model, support), copy=False), name=f"{volume.name}_labels")
+
+
+def keep_painted(labels: np.ndarray, support: SupportSet) -> np.ndarray:
+    """On each class's painted slices, the user's painting wins over any prediction (both ways)."""
+    labels = labels.copy()
+    painted = support.labels.array
+    for cls in support.classes:
+        for index in support.negative_slices(cls.value):
+            predicted = support.slice_of(labels, index)  # a view: edits land in ``labels``
+            user = support.slice_of(painted, index)
+            predicted[(predicted == cls.value) & (user != cls.value)] = 0
+            predicted[user == cls.value] = cls.value
+    return labels
+
+
+def _label_dtype(model: AdaptedModel, support: SupportSet | None) -> np.dtype:
+    values = list(model.class_names) + (support.values if support else [])
+    return np.dtype(np.uint8 if max(values, default=0) <= 255 else np.uint16)
+
+
+def run(
+    volume: Volume,
+    support: SupportSet,
+    backend: str | Backend = DEFAULT_BACKEND,
+    device: str = "auto",
+    progress: ProgressCallback | Task | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[Volume, AdaptedModel]:
+    """Adapt then segment the same volume: what "Adapt and segment" does."""
+    task = Task.of(progress, cancel)
+    model = adapt(volume, support, backend, device, task.sub(0.0, 0.6))
+    return segment(model, volume, support, device, task.sub(0.6, 1.0)), model
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+def save_model(model: AdaptedModel, path: str | os.PathLike) -> Path:
+    """Write an adapted model as one small file (zip of JSON settings + .npy arrays; no pickle)."""
+    meta, arrays = model.to_state()
+    header = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_FORMAT_VERSION,
+        "backend": model.backend_name,
+        "class_names": {str(k): v for k, v in model.class_names.items()},
+        "settings": meta,
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("model.json", json.dumps(header, indent=1))
+            for name, array in arrays.items():
+                with archive.open(f"arrays/{name}.npy", "w") as handle:
+                    np.save(handle, np.asarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: model could not be written ({exc.strerror or exc})") from None
+    return path
+
+
+def load_model(path: str | os.PathLike) -> AdaptedModel:
+    """Read a model file written by :func:`save_model` and rebuild it with its backend."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            header = json.loads(archive.read("model.json"))
+            arrays = {
+                Path(name).stem: np.load(archive.open(name), allow_pickle=False)
+                for name in archive.namelist()
+                if name.startswith("arrays/") and name.endswith(".npy")
+            }
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        raise InputError(f"{path}: not a fewshot3d model file") from None
+    if header.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path}: not a fewshot3d model file")
+    if header.get("version", 0) > MODEL_FORMAT_VERSION:
+        raise InputError(f"{path}: model file is from a newer fewshot3d; upgrade to read it")
+    backend = get_backend(header["backend"])
+    model = backend.from_state(header.get("settings", {}), arrays)
+    model.class_names = {int(k): v for k, v in header.get("class_names", {}).items()}
+    return model
