@@ -42,14 +42,26 @@ class InterpolatedLabels(AdaptedModel):
         return interpolate_between_slices(self.support.labels.array, self.support.axis, task)
 
 
+def _itk():
+    """ITK, imported on first use (~20 s), with its own thread pool instead of TBB.
+
+    ITK's TBB threader and PyTorch's runtime in one process corrupt the heap (measured: the
+    process aborts in malloc_consolidate at exit in most runs); ITK's pool threader does not.
+    """
+    import itk
+
+    itk.MultiThreaderBase.SetGlobalDefaultThreader(itk.MultiThreaderBase.ThreaderTypeFromString("POOL"))
+    return itk
+
+
 def interpolate_between_slices(labels: np.ndarray, axis: int, task: Task | None = None) -> np.ndarray:
     """Fill the slices between painted ones along ``axis`` for every label value."""
-    import itk  # slow to import (~20 s the first time); only those who interpolate pay for it
-
+    itk = _itk()
     task = task or Task()
     dtype = np.uint8 if labels.max() <= 255 else np.uint16
-    # ITK's axis 0 is the fastest-varying one: hand it (k, j, i) so its axes equal ours.
-    image = itk.image_view_from_array(np.ascontiguousarray(labels.astype(dtype).transpose(2, 1, 0)))
+    # ITK's axis 0 is the fastest-varying one: hand it (k, j, i) so its axes equal ours. A copy, not a
+    # view: ITK must own its input for the whole filter run.
+    image = itk.image_from_array(np.ascontiguousarray(labels.astype(dtype).transpose(2, 1, 0)))
     interpolator = itk.MorphologicalContourInterpolator.New(image)
     interpolator.SetAxis(int(axis))
     interpolator.SetUseDistanceTransform(True)

@@ -1,0 +1,36 @@
+"""The Fill-between-slices baseline, multi-class, along any axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_fewshot3d import engine
+from napari_fewshot3d.errors import InputError
+from napari_fewshot3d.protocol import dice, paint_slices
+from napari_fewshot3d.support import SupportSet
+
+pytestmark = pytest.mark.slow  # ITK's first import takes ~20 s
+
+
+@pytest.mark.parametrize("axis", ["axial", "coronal", "sagittal"])
+def test_fills_both_classes_between_painted_slices(blob_volume, axis):
+    image, labels = blob_volume
+    array_axis = labels.slicing_axis(axis)
+    painted = paint_slices(labels.array, [1, 2], array_axis, k=4)
+    support = SupportSet.from_labels(labels.with_array(painted), axis)
+    result, _ = engine.run(image, support, "interpolate", "cpu")
+    for value in (1, 2):
+        assert dice(result.array == value, labels.array == value) > 0.85
+        # Interpolation never goes past the outermost painted slices of a class.
+        slices = support.get(value).slices
+        outside = [s for s in range(labels.shape[array_axis]) if s < slices[0] or s > slices[-1]]
+        assert not np.any(np.take(result.array, outside, axis=array_axis) == value)
+
+
+def test_one_painted_slice_is_refused(blob_volume):
+    image, labels = blob_volume
+    painted = paint_slices(labels.array, [1], 2, k=1)
+    support = SupportSet.from_labels(labels.with_array(painted), 2)
+    with pytest.raises(InputError, match="needs at least 2"):
+        engine.run(image, support, "interpolate", "cpu")
