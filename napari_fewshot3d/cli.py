@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .backends import DEFAULT_BACKEND, available_backends, get_backend
+from .bench import BenchConfig, add_bench_arguments, run_bench
 from .engine import DEVICES, load_model, resolve_device, run, save_model, segment
 from .errors import Cancelled, InputError
 from .support import SupportSet
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(demo)
     demo.add_argument("--out", default="fewshot3d-demo", help="folder for image, painted slices and result")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
+
+    bench = commands.add_parser("bench", help="benchmark backends on cases with reference labels (GUIDE §5)")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -146,6 +150,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), args.k, args.backend, args.device, quiet=args.quiet)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench_report import summary
+
+    results = run_bench(BenchConfig.from_args(args))
+    sys.stdout.write(summary(results))
+    if not args.quiet:
+        sys.stderr.write(f"wrote results.json, results.md, dice_vs_k.png, time_split.png in {args.out}/\n")
+
+
 def _check_model_writable(path: str) -> None:
     folder = Path(path).parent
     if not folder.is_dir():
@@ -154,7 +167,7 @@ def _check_model_writable(path: str) -> None:
         raise InputError(f"{path}: model file is not writable")
 
 
-COMMANDS = {"segment": cmd_segment, "apply": cmd_apply, "demo": cmd_demo}
+COMMANDS = {"segment": cmd_segment, "apply": cmd_apply, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,406 @@
+"""`fewshot3d bench`: the benchmark protocol of GUIDE §5, so that every quoted number comes from one procedure.
+
+For each case (a folder with ``image.*`` and ``reference_labels.*``), structure, k and backend: paint the
+reference on the protocol's k slices, run embed → adapt → segment, then adapt → segment again with the
+embedding cached (warm), and score against the reference with MONAI's Dice and HD95. The interpolate
+baseline always runs in the same bench, interleaved with the other backends, so gains over it are measured
+under the same machine load. Tables and plots are :mod:`bench_report`'s job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import engine
+from .backends import DEFAULT_BACKEND, Backend, available_backends, get_backend
+from .bench_metrics import PeakMemory, machine_info, preload_metrics, score
+from .errors import Cancelled, InputError
+from .protocol import paint_slices, random_slices
+from .support import SupportSet
+from .volume import AXIS_NAMES, Volume, resample_onto_grid
+from .volume_io import read_image, read_labels, write_labels
+
+BASELINE = "interpolate"
+RESULTS_FORMAT_VERSION = 1
+
+#: Structures benchmarked when --structures is not given, by case folder name. ct_abdomen adds the thin
+#: (pancreas) and pelvic (bladder) structures GUIDE §7 reports on; any other case gets those of
+#: FALLBACK_STRUCTURES its reference has.
+DEFAULT_STRUCTURES: dict[str, tuple[str, ...]] = {
+    "ct_abdomen": ("liver", "spleen", "kidney_right", "kidney_left", "stomach", "pancreas", "urinary_bladder"),
+}
+FALLBACK_STRUCTURES: tuple[str, ...] = ("liver", "spleen", "kidney_right", "kidney_left", "stomach")
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `bench` subcommand's options (kept here so that cli.py only wires the command)."""
+    parser.add_argument("--data", required=True, help="folder of cases: subfolders with image.* and reference_labels.*")
+    parser.add_argument("--cases", nargs="+", metavar="CASE", help="case folder names (default: every case)")
+    parser.add_argument(
+        "--structures",
+        nargs="+",
+        metavar="NAME",
+        help=f"class names from labels.json (default: those of {', '.join(FALLBACK_STRUCTURES)} a case has; "
+        "per-case lists in bench.DEFAULT_STRUCTURES)",
+    )
+    parser.add_argument("--k", nargs="+", type=int, default=[1, 3, 5], help="painted slices per structure (1 3 5)")
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=[DEFAULT_BACKEND],
+        metavar="NAME",
+        help=f"any of {', '.join(available_backends())} (default {DEFAULT_BACKEND}); {BASELINE} is always added",
+    )
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(engine.DEVICES)} (default auto)")
+    parser.add_argument("--axis", default="axial", help="slicing axis of the painted slices (default axial)")
+    parser.add_argument("--out", default="bench_results", help="results folder (default bench_results/)")
+    parser.add_argument(
+        "--random-seeds", nargs="+", type=int, default=[], metavar="SEED", help="also k random slices per seed"
+    )
+    parser.add_argument("--multiclass", action="store_true", help="paint all structures of a case at once")
+    parser.add_argument("--save-predictions", action="store_true", help="write predictions and painted support")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark; built from the command line or directly by a script or test."""
+
+    data: Path
+    cases: list[str] | None = None
+    structures: list[str] | None = None
+    k: list[int] = field(default_factory=lambda: [1, 3, 5])
+    backends: list[str] = field(default_factory=lambda: [DEFAULT_BACKEND])
+    device: str = "auto"
+    axis: str = "axial"
+    out: Path = Path("bench_results")
+    random_seeds: list[int] = field(default_factory=list)
+    multiclass: bool = False
+    save_predictions: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BenchConfig:
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        return cls(**values | {"data": Path(args.data), "out": Path(args.out), "k": list(dict.fromkeys(args.k))})
+
+
+@dataclass
+class Case:
+    """One case folder; the reference is read up front (names and presence), the image only when it runs."""
+
+    name: str
+    image_path: Path
+    reference_path: Path
+    reference: Volume
+    class_names: dict[int, str]  # only classes present in the reference
+
+    def value_of(self, structure: str) -> int | None:
+        return next((v for v, n in self.class_names.items() if n == structure), None)
+
+
+# ----------------------------------------------------------------------------- cases and structures
+
+
+def _file_named(folder: Path, stem: str) -> Path | None:
+    matches = sorted(p for p in folder.iterdir() if p.name.startswith(stem + "."))
+    return matches[0] if matches else None
+
+
+def find_cases(data: Path, names: Sequence[str] | None, notes: list[str]) -> list[Case]:
+    """Every subfolder with an image and a reference (or those named); folders without a reference are noted."""
+    if not data.is_dir():
+        raise InputError(f"{data}: no such data folder")
+    found: dict[str, tuple[Path, Path]] = {}
+    for folder in sorted(p for p in data.iterdir() if p.is_dir()):
+        image, reference = _file_named(folder, "image"), _file_named(folder, "reference_labels")
+        if image and reference:
+            found[folder.name] = (image, reference)
+        elif names is None:
+            notes.append(f"skipped {folder.name}: not a case (a case has image.* and reference_labels.*)")
+    for name in names or ():
+        if name not in found:
+            raise InputError(f"case {name!r} not found in {data} (cases: {', '.join(found) or 'none'})")
+    if not found:
+        raise InputError(f"{data}: no case found (a case is a folder with image.* and reference_labels.*)")
+    return [_read_case(name, *found[name]) for name in (names or found)]
+
+
+def _read_case(name: str, image_path: Path, reference_path: Path) -> Case:
+    reference = read_labels(reference_path)
+    names = {int(k): str(v) for k, v in reference.metadata.get("class_names", {}).items()}
+    names_file = reference_path.parent / "labels.json"
+    if names_file.is_file():
+        try:
+            names.update({int(k): str(v) for k, v in json.loads(names_file.read_text())["labels"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InputError(f'{names_file}: not of the form {{"labels": {{"1": "spleen", ...}}}}') from None
+    present = [int(v) for v in np.unique(reference.array) if v != 0]
+    return Case(name, image_path, reference_path, reference, {v: names.get(v, f"class_{v}") for v in present})
+
+
+def default_structures(case: Case) -> list[str]:
+    """The structures a case is benchmarked on when none are asked for (see DEFAULT_STRUCTURES)."""
+    if case.name in DEFAULT_STRUCTURES:
+        return list(DEFAULT_STRUCTURES[case.name])
+    return [s for s in FALLBACK_STRUCTURES if case.value_of(s) is not None]
+
+
+def choose_structures(cases: Sequence[Case], requested: Sequence[str] | None, notes: list[str]) -> dict[str, list]:
+    """(name, label value) per case; a structure absent from a case is noted, absent from all is an input error."""
+    if requested:
+        present = {n for case in cases for n in case.class_names.values()}
+        for name in requested:
+            if name not in present:
+                raise InputError(f"unknown structure {name!r}: no case's reference has it (names from labels.json)")
+    chosen = {}
+    for case in cases:
+        chosen[case.name] = []
+        for name in dict.fromkeys(requested or default_structures(case)):
+            value = case.value_of(name)
+            if value is None:
+                notes.append(f"{case.name}: no {name} in the reference; skipped")
+            else:
+                chosen[case.name].append((name, value))
+    if not any(chosen.values()):
+        raise InputError("no structure to benchmark in the chosen cases; name some with --structures")
+    return chosen
+
+
+# ----------------------------------------------------------------------------- painted support
+
+
+def paint_on_slices(reference: np.ndarray, values: Sequence[int], axis: int, slices: Sequence[int]) -> np.ndarray:
+    """The reference of ``values`` on the given slices only (for random slices; the protocol uses paint_slices)."""
+    support = np.zeros_like(reference)
+    where: list[slice | int] = [slice(None)] * reference.ndim
+    for index in sorted(set(slices)):
+        where[axis] = index
+        ref_slice, out_slice = reference[tuple(where)], support[tuple(where)]
+        for value in values:
+            out_slice[ref_slice == value] = value
+    return support
+
+
+def make_support(reference: Volume, structures: Sequence, axis: int, k: int, seed: int | None) -> SupportSet:
+    """What a user following the protocol (or, with a seed, picking slices at random) would have painted."""
+    values = [value for _, value in structures]
+    if seed is None:
+        painted = paint_slices(reference.array, values, axis, k)
+    else:
+        slices = {s for v in values for s in random_slices(reference.array == v, axis, k, seed)}
+        painted = paint_on_slices(reference.array, values, axis, sorted(slices))
+    return SupportSet.from_labels(reference.with_array(painted, name="support"), axis, {v: n for n, v in structures})
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def timed_run(image: Volume, support: SupportSet, backend: Backend, device: str, stats: dict) -> np.ndarray:
+    """embed, adapt, segment (cold), then adapt, segment again with the embedding cached (warm), each timed.
+
+    Timings land in ``stats`` as they are taken, so a run that fails halfway still reports what it measured.
+    """
+    memory = PeakMemory(device)
+    with memory:
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            stats[name], clock = now - clock, now
+
+        try:
+            engine.embed(image, backend, device)
+            lap("embed_s")
+            model = engine.adapt(image, support, backend, device)
+            lap("adapt_s")
+            cold = engine.segment(model, image, support, device).array
+            lap("segment_s")
+            model = engine.adapt(image, support, backend, device)
+            lap("adapt_warm_s")
+            warm = engine.segment(model, image, support, device).array
+            lap("segment_warm_s")
+        finally:
+            stats["rss_method"] = memory.method
+    stats.update(rss_start_mib=memory.start_rss_mib, peak_rss_mib=memory.peak_rss_mib)
+    stats.update(peak_cuda_mib=memory.peak_cuda_mib, warm_matches_cold=bool(np.array_equal(cold, warm)))
+    return cold
+
+
+def evaluate_run(image: Volume, reference: Volume, support: SupportSet, backend: Backend, device: str) -> tuple:
+    """One backend on one support set, scored per painted structure; a failure becomes rows with its error."""
+    classes = [(c.name, c.value, c.slices) for c in support.classes]
+    stats: dict[str, Any] = {}
+    try:
+        prediction = timed_run(image, support, backend, device, stats)
+    except Cancelled:
+        raise
+    except Exception as exc:  # a failed run is a result (k below a backend's minimum, a bug, out of memory)
+        error = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        failed = {"status": "failed", "error": error} | stats
+        return [{"structure": n, "label_value": v, "painted_slices": list(s)} | failed for n, v, s in classes], None
+    painted = support.painted_slices()
+    rows = []
+    for name, value, slices in classes:
+        scores = score(prediction == value, reference.array == value, painted, support.axis, image.spacing)
+        row = {"structure": name, "label_value": value, "painted_slices": list(slices), "status": "ok", "error": None}
+        rows.append(row | scores | stats)
+    return rows, prediction
+
+
+# ----------------------------------------------------------------------------- the bench
+
+
+def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tuple]:
+    """(case, structures, k, seed) in run order; each is run by every backend in turn."""
+    plan = []
+    for case in cases:
+        groups = [chosen[case.name]] if config.multiclass else [[s] for s in chosen[case.name]]
+        for structures in filter(None, groups):
+            for k in config.k:
+                for seed in [None, *config.random_seeds]:
+                    plan.append((case, structures, k, seed))
+    return plan
+
+
+def _validate(config: BenchConfig) -> tuple[list[str], str]:
+    """Everything that can be checked before the first run, so that bad input writes nothing."""
+    backends = list(dict.fromkeys([BASELINE, *config.backends]))
+    for name in backends:
+        get_backend(name)
+    device = engine.resolve_device(config.device)
+    if config.axis not in AXIS_NAMES:
+        raise InputError(f"unknown axis {config.axis!r}: choose axial, coronal or sagittal")
+    if not config.k or min(config.k) < 1:
+        raise InputError("--k needs painted-slice counts of at least 1")
+    if config.out.exists() and not config.out.is_dir():
+        raise InputError(f"{config.out}: exists and is not a folder")
+    return backends, device
+
+
+def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str, Any]:
+    """Run the whole bench and write results.json, results.md and the plots into ``config.out``."""
+    from tqdm import tqdm
+
+    from .bench_report import write_report
+
+    backend_names, device = _validate(config)
+    notes: list[str] = []
+    cases = find_cases(config.data, config.cases, notes)
+    plan = _plan(cases, choose_structures(cases, config.structures, notes), config)
+    machine, created = machine_info(device, command_line), not config.out.exists()
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{config.out}: results folder cannot be created ({exc.strerror or exc})") from None
+    for note in notes:
+        tqdm.write(f"note: {note}", file=sys.stderr)
+    started = time.perf_counter()
+    preload_metrics()  # before the first run, so that every run's RSS starts from the same libraries
+    interval = 0.1 if sys.stderr.isatty() else 20.0  # a log file gets a line every 20 s, not every update
+    bar = tqdm(
+        total=len(plan) * len(backend_names), file=sys.stderr, unit="run", disable=config.quiet, mininterval=interval
+    )
+    runner = _Runner(config, backend_names, device, bar)
+    try:
+        for item in plan:
+            runner.run(*item)
+        runner.finish()
+    except BaseException:  # interrupted: leave nothing half-written behind
+        shutil.rmtree(runner.partial, ignore_errors=True)
+        if created and not any(config.out.iterdir()):
+            config.out.rmdir()
+        raise
+    finally:
+        bar.close()
+    config_record = {key: str(v) if isinstance(v, Path) else v for key, v in asdict(config).items()}
+    results = {
+        "format": "fewshot3d-bench",
+        "version": RESULTS_FORMAT_VERSION,
+        "machine": machine,
+        "config": config_record | {"backends": backend_names, "cases": [c.name for c in cases]},
+        "notes": notes,
+        "elapsed_s": time.perf_counter() - started,
+        "rows": runner.rows,
+    }
+    write_report(results, config.out)
+    return results
+
+
+class _Runner:
+    """Runs plan items in order, keeping one loaded case and one backend instance per backend at a time,
+    so that a backend's embedding cache serves every structure and k of a case."""
+
+    def __init__(self, config: BenchConfig, backend_names: list[str], device: str, bar: Any) -> None:
+        self.config, self.backend_names, self.device, self.bar = config, backend_names, device, bar
+        self.rows: list[dict] = []
+        self.runs = 0
+        self.case_name: str | None = None
+        self.partial = config.out / ".predictions.partial"
+        shutil.rmtree(self.partial, ignore_errors=True)
+        if config.save_predictions:
+            self.partial.mkdir()
+
+    def _load(self, case: Case) -> None:
+        self.case_name = case.name
+        self.image = read_image(case.image_path)
+        self.reference = resample_onto_grid(case.reference, self.image, what=f"{case.name} reference labels")
+        self.axis = self.image.slicing_axis(self.config.axis)
+        self.backends = {name: get_backend(name) for name in self.backend_names}
+        self.embedded: set[str] = set()
+
+    def _save(self, stem: str, array: np.ndarray | None, names: dict[int, str]) -> str | None:
+        if not self.config.save_predictions or array is None:
+            return None
+        write_labels(self.image.with_array(array), self.partial / f"{stem}.nii.gz", names)
+        return f"predictions/{stem}.nii.gz"
+
+    def run(self, case: Case, structures: list, k: int, seed: int | None) -> None:
+        """Every backend on the support set of one (case, structures, k, seed)."""
+        if case.name != self.case_name:
+            self._load(case)
+        support = make_support(self.reference, structures, self.axis, k, seed)
+        what = "multiclass" if self.config.multiclass else structures[0][0]
+        stem = f"{case.name}_{what}_k{k}" + ("" if seed is None else f"_seed{seed}")
+        support_file = self._save(f"{stem}_support", support.labels.array, support.class_names)
+        for name in self.backend_names:
+            self.bar.set_postfix_str(f"{case.name} {what} k={k} {name}", refresh=False)
+            run_rows, prediction = evaluate_run(self.image, self.reference, support, self.backends[name], self.device)
+            common = {
+                "run_id": self.runs,
+                "case": case.name,
+                "k": k,
+                "backend": name,
+                "slices": "protocol" if seed is None else "random",
+                "seed": seed,
+                "multiclass": self.config.multiclass,
+                "device": self.device,
+                "embed_first_for_volume": name not in self.embedded,
+                "prediction_file": self._save(f"{stem}_{name}", prediction, support.class_names),
+                "support_file": support_file,
+            }
+            self.embedded.add(name)
+            self.runs += 1
+            self.rows.extend(common | row for row in run_rows)
+            if prediction is None:  # one note per failed run, however many structures it scored
+                where = "" if seed is None else f" (random slices, seed {seed})"
+                self.bar.write(
+                    f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
+                )
+            self.bar.update()
+
+    def finish(self) -> None:
+        if self.config.save_predictions:
+            shutil.rmtree(self.config.out / "predictions", ignore_errors=True)
+            self.partial.rename(self.config.out / "predictions")

@@ -1,0 +1,336 @@
+"""The bench's outputs: results.json (every row and the machine), results.md (the tables people quote), two plots.
+
+Everything here reads only the results dictionary, so a report can be rebuilt from a saved results.json
+without rerunning anything: ``write_report(json.loads(Path("results.json").read_text()), folder)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import mean, median
+from typing import Any
+
+BASELINE = "interpolate"
+NOT_AVAILABLE = "—"
+STAGES = (("embed_s", "embed"), ("adapt_s", "adapt"), ("segment_s", "segment"))
+WARM_STAGES = (("adapt_warm_s", "adapt"), ("segment_warm_s", "segment"))
+
+
+def write_report(results: dict[str, Any], out: Path) -> list[Path]:
+    """results.json, results.md, dice_vs_k.png and time_split.png in ``out``; returns their paths."""
+    out, results = Path(out), _finite(results)
+    paths = [out / "results.json", out / "results.md", out / "dice_vs_k.png", out / "time_split.png"]
+    paths[0].write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    paths[1].write_text(render_markdown(results))
+    plot_dice_vs_k(results, paths[2])
+    plot_time_split(results, paths[3])
+    return paths
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: an undefined number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def _backends(results: dict[str, Any]) -> list[str]:
+    return list(results["config"]["backends"])
+
+
+def _ks(rows: Sequence[dict]) -> list[int]:
+    return sorted({r["k"] for r in rows})
+
+
+def _select(rows: Sequence[dict], backend: str, k: int | None = None, slices: str = "protocol") -> list[dict]:
+    return [r for r in rows if r["backend"] == backend and r["slices"] == slices and (k is None or r["k"] == k)]
+
+
+def _pair_key(row: dict) -> tuple:
+    return row["case"], row["structure"], row["k"], row["slices"], row["seed"]
+
+
+def mean_metric(rows: Sequence[dict], backend: str, k: int, metric: str, slices: str = "protocol") -> tuple:
+    """(mean over case × structure of the runs that succeeded, how many succeeded, how many there were)."""
+    chosen = _select(rows, backend, k, slices)
+    values = [r[metric] for r in chosen if r["status"] == "ok" and r.get(metric) is not None]
+    return (mean(values) if values else None), len(values), len(chosen)
+
+
+def mean_gain(rows: Sequence[dict], backend: str, k: int, metric: str, slices: str = "protocol") -> float | None:
+    """Mean of (backend − interpolate) over the case × structure pairs where both succeeded."""
+    base = {_pair_key(r): r.get(metric) for r in _select(rows, BASELINE, k, slices) if r["status"] == "ok"}
+    gains = [
+        r[metric] - base[_pair_key(r)]
+        for r in _select(rows, backend, k, slices)
+        if r["status"] == "ok" and r.get(metric) is not None and base.get(_pair_key(r)) is not None
+    ]
+    return mean(gains) if gains else None
+
+
+def run_stats(rows: Sequence[dict], backend: str) -> dict[str, float | None]:
+    """Medians of each timing over the backend's successful runs (one per run, not per scored structure)."""
+    every = list({r["run_id"]: r for r in rows if r["backend"] == backend}.values())
+    runs = [r for r in every if r["status"] == "ok"]
+
+    def med(key: str, among: Sequence[dict]) -> float | None:
+        values = [r[key] for r in among if r.get(key) is not None]
+        return median(values) if values else None
+
+    stats = {key: med(key, runs) for key, _ in STAGES[1:] + WARM_STAGES}
+    # embed is paid once per volume; a failed run may still have embedded (its adapt failed later)
+    stats["embed_s"] = med("embed_s", [r for r in every if r["embed_first_for_volume"]])
+    stats["embed_cached_s"] = med("embed_s", [r for r in every if not r["embed_first_for_volume"]])
+    rss = [r["peak_rss_mib"] for r in runs if r.get("peak_rss_mib") is not None]
+    rise = [r["peak_rss_mib"] - r["rss_start_mib"] for r in runs if r.get("peak_rss_mib") and r.get("rss_start_mib")]
+    cuda = [r["peak_cuda_mib"] for r in runs if r.get("peak_cuda_mib") is not None]
+    stats["peak_rss_mib"] = max(rss) if rss else None
+    stats["rss_rise_mib"] = median(rise) if rise else None  # the max is the run that first loaded a library
+    stats["peak_cuda_mib"] = max(cuda) if cuda else None
+    stats["runs_ok"] = len(runs)
+    stats["runs_failed"] = len({r["run_id"] for r in rows if r["backend"] == backend and r["status"] != "ok"})
+    return stats
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return NOT_AVAILABLE if value is None else f"{value:.{digits}f}"
+
+
+def _mean_cell(value: float | None, ok: int, total: int) -> str:
+    if value is None:
+        return NOT_AVAILABLE
+    return _num(value) if ok == total else f"{value:.3f} ({ok}/{total})"
+
+
+def dice_table(results: dict[str, Any], metric: str = "dice", slices: str = "protocol") -> str:
+    """Per backend: mean Dice per k, and the mean gain over interpolate at the same k."""
+    rows = [r for r in results["rows"] if r["slices"] == slices]
+    ks = _ks(rows)
+    header = ["backend", *(f"k={k}" for k in ks), *(f"gain vs {BASELINE} k={k}" for k in ks)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for backend in _backends(results):
+        cells = [_mean_cell(*mean_metric(rows, backend, k, metric, slices)) for k in ks]
+        if backend == BASELINE:
+            gains = ["baseline"] * len(ks)
+        else:
+            gains = [_signed(mean_gain(rows, backend, k, metric, slices)) for k in ks]
+        lines.append("| " + " | ".join([backend, *cells, *gains]) + " |")
+    return "\n".join(lines)
+
+
+def _signed(value: float | None) -> str:
+    return NOT_AVAILABLE if value is None else f"{value:+.3f}"
+
+
+def _hd95_table(results: dict[str, Any]) -> str:
+    rows = [r for r in results["rows"] if r["slices"] == "protocol"]
+    ks = _ks(rows)
+    lines = ["| backend | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for backend in _backends(results):
+        cells = []
+        for k in ks:
+            values = [
+                r["hd95_mm"] for r in _select(rows, backend, k) if r["status"] == "ok" and r["hd95_mm"] is not None
+            ]
+            cells.append(_num(median(values), 1) if values else NOT_AVAILABLE)
+        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _time_table(results: dict[str, Any]) -> str:
+    rows = results["rows"]
+    cuda = any(r.get("peak_cuda_mib") is not None for r in rows)
+    header = (
+        "| backend | embed cold (per volume) | embed cached | adapt cold | segment cold | adapt warm | segment warm"
+    )
+    header += " | peak RSS MiB (max) | RSS rise in a run MiB (median) |" + (" peak CUDA MiB (max) |" if cuda else "")
+    header += " runs ok / failed |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for backend in _backends(results):
+        s = run_stats(rows, backend)
+        cells = [_num(s[key], 2) for key in ("embed_s", "embed_cached_s", "adapt_s", "segment_s")]
+        cells += [_num(s[key], 2) for key in ("adapt_warm_s", "segment_warm_s")]
+        cells += [_num(s["peak_rss_mib"], 0), _num(s["rss_rise_mib"], 0)]
+        cells += [_num(s["peak_cuda_mib"], 0)] if cuda else []
+        cells.append(f"{s['runs_ok']} / {s['runs_failed']}")
+        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _per_structure_table(results: dict[str, Any]) -> str:
+    rows = [r for r in results["rows"] if r["slices"] == "protocol"]
+    ks = _ks(rows)
+    lines = [
+        "| case | structure | backend | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "|---|---|---|" + "---|" * len(ks),
+    ]
+    keys = dict.fromkeys((r["case"], r["structure"]) for r in rows)
+    for case, structure in keys:
+        for backend in _backends(results):
+            by_k = {r["k"]: r for r in rows if (r["case"], r["structure"], r["backend"]) == (case, structure, backend)}
+            cells = []
+            for k in ks:
+                r = by_k.get(k)
+                ok = r is not None and r["status"] == "ok"
+                cells.append(f"{_num(r['dice'])} / {_num(r['dice_unpainted'])}" if ok else NOT_AVAILABLE)
+            lines.append(f"| {case} | {structure} | {backend} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The two Dice tables, for the terminal."""
+    return (
+        "Dice over the whole volume (mean over case × structure):\n"
+        + dice_table(results, "dice")
+        + "\n\nDice on unpainted slices:\n"
+        + dice_table(results, "dice_unpainted")
+        + "\n"
+    )
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """results.md: the setting in one paragraph, then the tables, then every note a reader needs."""
+    m, rows, config = results["machine"], results["rows"], results["config"]
+    runs = len({r["run_id"] for r in rows})
+    failed = len({r["run_id"] for r in rows if r["status"] != "ok"})
+    pairs = len({(r["case"], r["structure"]) for r in rows})
+    mode = "all structures of a case painted together (multiclass)" if config["multiclass"] else "one structure per run"
+    parts = [
+        "# fewshot3d bench\n",
+        f"`{m['command_line']}` — {m['date']}\n",
+        f"{m['platform']}, {m['usable_cpus']} of {m['cpu_count']} CPUs, Python {m['python']}, torch {m['torch']}, "
+        f"device **{m['device']}**. {runs} runs ({failed} failed) in {results['elapsed_s'] / 60:.1f} min. "
+        f"Cases: {', '.join(config['cases'])}; {pairs} case × structure pairs; {config['axis']} slices painted by "
+        f"the GUIDE §5 protocol, {mode}. Dice and HD95 by MONAI.\n",
+        "## Dice over the whole volume\n",
+        "Mean over case × structure; the gain is the mean of (backend − interpolate) over the same pairs.\n",
+        dice_table(results, "dice") + "\n",
+        "## Dice on unpainted slices\n",
+        dice_table(results, "dice_unpainted") + "\n",
+        "## HD95 (mm, median over case × structure)\n",
+        _hd95_table(results) + "\n",
+        "## Time (s, median over runs) and memory\n",
+        "Cold: embed → adapt → segment on a fresh backend; embed is paid once per volume (later runs on the "
+        "same volume find it cached). Warm: adapt → segment again with everything cached. Cold times include "
+        "one-time library loading (ITK's first import takes ~20 s on 2 cores) in the first run only.\n",
+        _time_table(results) + "\n",
+    ]
+    if any(r["slices"] == "random" for r in rows):
+        seeds = ", ".join(str(s) for s in config["random_seeds"])
+        parts += [f"## Random painted slices (seeds {seeds}; mean over seeds too)\n", "Whole volume:\n"]
+        parts += [dice_table(results, "dice", "random") + "\n", "Unpainted slices:\n"]
+        parts += [dice_table(results, "dice_unpainted", "random") + "\n"]
+    parts += ["## Per structure (Dice whole volume / unpainted slices)\n", _per_structure_table(results) + "\n"]
+    parts += ["## Notes\n", "\n".join(f"- {note}" for note in _notes(results)) + "\n"]
+    return "\n".join(parts)
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    rows = results["rows"]
+    notes = [f"{NOT_AVAILABLE} = not available: every run of that cell failed; its error is in results.json."]
+    if any(r["backend"] == BASELINE and r["status"] != "ok" and r["k"] == 1 for r in rows):
+        notes.append(
+            f"{BASELINE} needs 2 painted slices per structure, so at k=1 it fails and is shown as {NOT_AVAILABLE}: "
+            "with one slice there is nothing to fill between, its output would be that painted slice alone."
+        )
+    failures: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            failures.setdefault((r["backend"], r["k"], r["slices"]), []).append(r["error"])
+    for (backend, k, slices), errors in failures.items():
+        notes.append(f"{backend} k={k} ({slices} slices): {len(errors)} failed, e.g. {errors[0]}")
+    empty = [r for r in rows if r["status"] == "ok" and r["hd95_mm"] is None]
+    if empty:
+        notes.append(f"{len(empty)} successful runs predicted nothing for a structure: HD95 undefined, null in JSON.")
+    if any(r.get("warm_matches_cold") is False for r in rows):
+        notes.append("some warm runs gave a different mask from their cold run (nondeterministic backend).")
+    methods = {r["rss_method"] for r in rows if r.get("rss_method")}
+    notes.append(
+        f"peak RSS: whole process during one run (libraries included), measured by {', '.join(sorted(methods))}; "
+        "the rise is that peak minus the RSS when the run began."
+    )
+    return notes + list(results["notes"])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend, Agg for PNG
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def plot_dice_vs_k(results: dict[str, Any], path: Path) -> None:
+    """Mean Dice against k per backend (whole volume and unpainted slices), each case × structure faint."""
+    rows = [r for r in results["rows"] if r["slices"] == "protocol"]
+    ks = _ks(rows)
+    fig = _figure(10, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, metric, title in zip(axes, ("dice", "dice_unpainted"), ("whole volume", "unpainted slices"), strict=True):
+        for i, backend in enumerate(_backends(results)):
+            color = f"C{i}"
+            points = [
+                (r["k"], r[metric]) for r in _select(rows, backend) if r["status"] == "ok" and r[metric] is not None
+            ]
+            if points:
+                offset = (i - (len(_backends(results)) - 1) / 2) * 0.08
+                ax.scatter([k + offset for k, _ in points], [d for _, d in points], color=color, alpha=0.25, s=12)
+            means = [(k, mean_metric(rows, backend, k, metric)[0]) for k in ks]
+            means = [(k, d) for k, d in means if d is not None]
+            if means:
+                ax.plot(*zip(*means, strict=True), marker="o", color=color, label=backend)
+            failed = [k for k in ks if mean_metric(rows, backend, k, metric)[0] is None and _select(rows, backend, k)]
+            if failed:  # a cell with no result is shown as such, not silently left out
+                ax.scatter(failed, [0.01] * len(failed), marker="x", color=color, s=40, clip_on=False)
+                for k in failed:
+                    offset = (4, 4 + 10 * i)
+                    ax.annotate(
+                        f"{backend}: failed", (k, 0.01), offset, textcoords="offset points", fontsize=7, color=color
+                    )
+        ax.set(title=f"Dice, {title}", xlabel="painted slices per structure (k)", xticks=ks, ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Dice (mean line; dots: case × structure)")
+    axes[0].legend(loc="lower right")
+    fig.savefig(path, dpi=110)
+
+
+def plot_time_split(results: dict[str, Any], path: Path) -> None:
+    """Median seconds per stage and backend, cold (embed + adapt + segment) and warm (adapt + segment)."""
+    backends = _backends(results)
+    fig = _figure(9, 1.4 + 1.1 * len(backends))
+    ax = fig.subplots()
+    labels, y = [], 0
+    colors = {"embed": "C0", "adapt": "C1", "segment": "C2"}
+    used: set[str] = set()
+    for backend in backends:
+        stats = run_stats(results["rows"], backend)
+        for phase, stages in (("cold", STAGES), ("warm", WARM_STAGES)):
+            left = 0.0
+            for key, stage in stages:
+                width = stats[key] or 0.0
+                ax.barh(y, width, left=left, height=0.6, color=colors[stage], label=None if stage in used else stage)
+                used.add(stage)
+                left += width
+            ax.text(left, y, f" {left:.2f} s", va="center", fontsize=8)
+            labels.append(f"{backend} ({phase})")
+            y += 1
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds (median over runs; embed: first run on each volume)", title="Where the time goes")
+    ax.margins(x=0.15)
+    fig.legend(loc="outside right upper")
+    fig.savefig(path, dpi=110)
