@@ -55,9 +55,15 @@ def embed(
     device: str = "auto",
     progress: ProgressCallback | Task | None = None,
     cancel: CancelToken | None = None,
+    axis: str | int = "axial",
 ) -> None:
-    """Precompute (and cache) what the backend needs from the image; safe to run ahead in the background."""
-    _backend(backend).embed(volume, resolve_device(device), Task.of(progress, cancel))
+    """Precompute (and cache) what the backend needs from the image alone, for every slice along ``axis``.
+
+    Optional: adapt and segment compute what they miss themselves, and only for the slices they
+    need. Front ends run this in the background as soon as an image is chosen, so that painting
+    time is not wasted.
+    """
+    _backend(backend).embed(volume, resolve_device(device), Task.of(progress, cancel), volume.slicing_axis(axis))
 
 
 def adapt(
@@ -73,10 +79,7 @@ def adapt(
         raise InputError("support labels are not on the image's grid")
     chosen = _backend(backend)
     support.require_slices_per_class(chosen.min_slices_per_class, chosen.name)
-    task = Task.of(progress, cancel)
-    resolved = resolve_device(device)
-    chosen.embed(volume, resolved, task.sub(0.0, 0.7))
-    return chosen.adapt(volume, support, resolved, task.sub(0.7, 1.0))
+    return chosen.adapt(volume, support, resolve_device(device), Task.of(progress, cancel))
 
 
 def segment(

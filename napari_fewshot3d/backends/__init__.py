@@ -11,6 +11,7 @@ from .base import AdaptedModel, Backend
 #: name -> "module:Class"
 _REGISTRY: dict[str, str] = {
     "interpolate": "napari_fewshot3d.backends.interpolate:InterpolateBackend",
+    "selfprompt-sam": "napari_fewshot3d.backends.selfprompt_sam:SelfPromptSamBackend",
 }
 
 #: What `fewshot3d segment` uses when no --backend is given.

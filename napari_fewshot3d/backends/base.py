@@ -37,8 +37,11 @@ class Backend(ABC):
     #: Whether an adapted model can be saved and applied to other volumes.
     can_save: bool = False
 
-    def embed(self, volume: Volume, device: str, task: Task) -> None:  # noqa: B027 - optional hook
-        """Precompute what adapting needs from the image alone (cached); nothing by default."""
+    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:  # noqa: B027 - optional hook
+        """Precompute what adapting needs from the image alone (cached), slices along array ``axis``."""
+
+    def forget_embeddings(self) -> None:  # noqa: B027 - optional hook
+        """Drop embeddings held in memory, so that the next run is cold (the benchmark uses this)."""
 
     @abstractmethod
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:

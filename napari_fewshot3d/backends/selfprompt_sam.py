@@ -1,0 +1,251 @@
+"""Self-prompting SAM: a light head on frozen SAM embeddings finds the structure on every slice,
+its boxes prompt SAM's mask decoder for the refined outline.
+
+adapt: encode the painted slices, fit the per-class head, and decide per class — from the
+painted slices themselves, held out one at a time — whether SAM's refinement beats the coarse
+mask. segment: track each class outward from its painted slices (encoding only the slices the
+structure reaches), refine where it helps, resolve overlaps by the head's confidence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..cache import EmbeddingCache
+from ..head import CellHead, cell_samples, fit_head
+from ..progress import Task
+from ..protocol import dice
+from ..slice_embedder import SliceEmbedder
+from ..support import SupportSet
+from ..tracking import disk, track
+from ..volume import Volume
+from .base import AdaptedModel, Backend
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_CACHE = EmbeddingCache()
+
+#: How far (mm) a structure's outline may move outward from one slice to the next while tracking.
+GROWTH_MM_PER_SLICE_THICKNESS = 3.0
+#: Refined masks stay within this distance (mm) of the coarse mask: SAM may sharpen, not wander.
+REFINE_MARGIN_MM = 6.0
+
+
+def load_model(device: str, checkpoint: str | None = None, model_type: str = "vit_b"):
+    """The SAM model for a device, loaded once per process (39 MB of weights for LiteMedSAM)."""
+    key = (checkpoint or "litemedsam", device)
+    if key not in _MODELS:
+        from ..models.sam import load_litemedsam, load_sam_checkpoint
+
+        _MODELS[key] = load_sam_checkpoint(checkpoint, model_type, device) if checkpoint else load_litemedsam(device)
+    return _MODELS[key]
+
+
+class SelfPromptSamBackend(Backend):
+    name = "selfprompt-sam"
+    description = "LiteMedSAM embeddings + per-class head, refined by SAM's decoder where it helps"
+    min_slices_per_class = 1
+    can_save = True
+
+    def __init__(self, checkpoint: str | None = None, model_type: str = "vit_b", window: dict | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.model_type = model_type
+        self.window = dict(window or {})
+
+    def forget_embeddings(self) -> None:
+        _CACHE.clear_memory()
+
+    def embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
+        model = load_model(device, self.checkpoint, self.model_type)
+        return SliceEmbedder(model, volume, axis, _CACHE, self.window, batch_size=8 if device == "cuda" else 1)
+
+    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
+        embedder = self.embedder(volume, axis, device)
+        embedder.get(list(range(embedder.n_slices)), task)
+
+    def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
+        embedder = self.embedder(volume, support.axis, device)
+        painted = list(support.painted_slices())
+        embeddings = embedder.get(painted, task.sub(0.0, 0.8))
+        task.report(0.85, "fitting the head")
+        samples = slice_samples(embedder, support, embeddings)
+        head = fit_head({v: list(s.values()) for v, s in samples.items()})
+        task.report(0.9, "choosing refinement per class")
+        refine = {c.value: refinement_helps(embedder, support, samples, c.value, embeddings) for c in support.classes}
+        task.report(1.0, "adapted")
+        return SelfPromptModel(
+            head, refine, support.axis, support.class_names, self.window, self.checkpoint, self.model_type, support
+        )
+
+    def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
+        head = CellHead.from_arrays(arrays)
+        refine = {int(k): bool(v) for k, v in meta["refine"].items()}
+        return SelfPromptModel(
+            head,
+            refine,
+            meta["axis"],
+            {},
+            meta.get("window", {}),
+            meta.get("checkpoint"),
+            meta.get("model_type", "vit_b"),
+        )
+
+
+def slice_samples(
+    embedder: SliceEmbedder, support: SupportSet, embeddings: dict[int, np.ndarray]
+) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Training cells per class and per painted slice: {class value: {slice: (features, targets)}}."""
+    samples: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for cls in support.classes:
+        samples[cls.value] = {}
+        for index in support.negative_slices(cls.value):
+            coverage = embedder.to_cells(support.slice_of(support.labels.array, index) == cls.value)
+            samples[cls.value][index] = cell_samples(embeddings[index], coverage, embedder.valid_cells)
+    return samples
+
+
+def refinement_helps(
+    embedder: SliceEmbedder,
+    support: SupportSet,
+    samples: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]],
+    value: int,
+    embeddings: dict[int, np.ndarray],
+    max_folds: int = 3,
+) -> bool:
+    """Does SAM's refinement reproduce this class's painted slices better than the coarse head?
+
+    With two or more painted slices, each (up to ``max_folds``) is held out: the head is fitted
+    without it, and its coarse mask and the refined mask are scored against the painting. With a
+    single slice, the decoder is judged on the painted outline's own box.
+    """
+    painted = [s for s in support.get(value).slices]
+    truths = {s: support.slice_of(support.labels.array, s) == value for s in painted}
+    if len(painted) == 1:
+        refined = embedder.refine(painted[0], truths[painted[0]])
+        return refined is not None and dice(refined, truths[painted[0]]) >= 0.85
+    folds = [painted[i] for i in np.linspace(0, len(painted) - 1, min(max_folds, len(painted))).round().astype(int)]
+    coarse_scores, refined_scores = [], []
+    for held_out in folds:
+        train = [sample for s, sample in samples[value].items() if s != held_out]
+        head = fit_head({value: train})
+        coarse = embedder.cells_to_slice(head.predict(embeddings[held_out])[0]) > 0.5
+        refined = embedder.refine(held_out, coarse)
+        refined = coarse if refined is None else refined & within(coarse, embedder)
+        coarse_scores.append(dice(coarse, truths[held_out]))
+        refined_scores.append(dice(refined, truths[held_out]))
+    return float(np.mean(refined_scores)) > float(np.mean(coarse_scores))
+
+
+def within(mask: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
+    """The coarse mask grown by the refinement margin, in slice voxels."""
+    from scipy import ndimage as ndi
+
+    spacing = float(np.mean(embedder.letterbox.spacing))
+    return ndi.binary_dilation(mask, disk(REFINE_MARGIN_MM / spacing)) if mask.any() else mask
+
+
+class SelfPromptModel(AdaptedModel):
+    backend_name = SelfPromptSamBackend.name
+
+    def __init__(
+        self,
+        head: CellHead,
+        refine: dict[int, bool],
+        axis: int,
+        class_names: dict[int, str],
+        window: dict,
+        checkpoint: str | None,
+        model_type: str,
+        support: SupportSet | None = None,
+    ) -> None:
+        self.head, self.refine, self.axis = head, refine, axis
+        self.class_names = class_names
+        self.window, self.checkpoint, self.model_type = window, checkpoint, model_type
+        self.support = support  # seeds for tracking on the painted volume; never saved
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta = {
+            "axis": self.axis,
+            "refine": {str(k): v for k, v in self.refine.items()},
+            "window": self.window,
+            "checkpoint": self.checkpoint,
+            "model_type": self.model_type,
+            "model": "litemedsam" if self.checkpoint is None else f"sam_{self.model_type}",
+        }
+        return meta, self.head.to_arrays()
+
+    def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
+        backend = SelfPromptSamBackend(self.checkpoint, self.model_type, self.window)
+        embedder = backend.embedder(volume, self.axis, device)
+        probabilities: dict[int, np.ndarray] = {}  # slice -> (C, h, w) coarse probabilities
+
+        def coarse(indices: list[int]) -> dict[int, np.ndarray]:
+            needed = [i for i in indices if i not in probabilities]
+            embeddings = embedder.get(needed, task.sub(0.0, 0.8))
+            for i in needed:
+                cells = self.head.predict(embeddings[i])
+                probabilities[i] = np.stack([embedder.cells_to_slice(c) for c in cells])
+            return {i: probabilities[i] for i in indices}
+
+        seeds = self._seeds(volume, embedder, coarse, task)
+        growth_px = (
+            GROWTH_MM_PER_SLICE_THICKNESS * volume.spacing[self.axis] / float(np.mean(embedder.letterbox.spacing))
+        )
+        masks: dict[int, dict[int, np.ndarray]] = {}
+        for n, value in enumerate(self.head.values):
+            row = self.head.values.index(value)
+            painted, negatives = seeds[value]
+            task.report(0.1 + 0.6 * n / len(self.head.values), f"tracking class {value}")
+            masks[value] = track(
+                embedder.n_slices,
+                painted,
+                lambda idx, row=row: {i: p[row] > 0.5 for i, p in coarse(idx).items()},
+                growth_px,
+                negatives,
+            )
+        labels = np.zeros(volume.shape, np.uint16)
+        self._assemble(labels, masks, embedder, probabilities, task.sub(0.7, 1.0))
+        return labels
+
+    def _seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, task: Task):
+        """Per class: the masks tracking starts from, and the slices known to be empty of it."""
+        support = self.support
+        if support is not None and support.labels.same_grid(volume) and support.axis == self.axis:
+            return {
+                c.value: (
+                    {s: support.slice_of(support.labels.array, s) == c.value for s in c.slices},
+                    tuple(s for s in support.negative_slices(c.value) if s not in c.slices),
+                )
+                for c in support.classes
+            }
+        # A new volume (fewshot3d apply): no painted slice; start from the slice where the head is
+        # most confident of each class, found on every slice.
+        probs = coarse(list(range(embedder.n_slices)))
+        seeds = {}
+        for row, value in enumerate(self.head.values):
+            area = {i: float((p[row] > 0.5).sum()) for i, p in probs.items()}
+            best = max(area, key=area.get)
+            seeds[value] = ({best: probs[best][row] > 0.5} if area[best] > 0 else {}, ())
+        return seeds
+
+    def _assemble(self, labels, masks, embedder: SliceEmbedder, probabilities, task: Task) -> None:
+        """Refine where it helps, then write classes into the label volume; overlaps go to the most confident."""
+        best = np.zeros(labels.shape, np.float32)
+        for n, value in enumerate(self.head.values):
+            row = self.head.values.index(value)
+            for index, mask in masks[value].items():
+                if not mask.any():
+                    continue
+                task.report(n / len(self.head.values), f"refining class {value}")
+                if self.refine.get(value) and index in probabilities:
+                    refined = embedder.refine(index, mask)
+                    if refined is not None:
+                        mask = refined & within(mask, embedder)
+                confidence = probabilities[index][row] if index in probabilities else np.ones(mask.shape, np.float32)
+                where: list = [slice(None)] * 3
+                where[self.axis] = index
+                slice_best, slice_labels = best[tuple(where)], labels[tuple(where)]
+                take = mask & (confidence >= slice_best)
+                slice_labels[take] = value
+                slice_best[take] = confidence[take]

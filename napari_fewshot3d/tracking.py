@@ -1,0 +1,74 @@
+"""Follow a structure slice by slice outward from its painted slices.
+
+A classifier trained on a few slices fires on look-alike tissue far away (a liver head on the
+spleen, a bladder head on the liver). What the user painted says where the structure is; each
+unpainted slice keeps only the parts of the coarse mask that continue the structure from the
+neighbouring slice, and may grow only a little beyond it. Past the ends of the structure the
+coarse mask stops overlapping and tracking stops — so the slices that need encoding are found
+as we go, and far-away slices are never encoded at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def disk(radius: float) -> np.ndarray:
+    r = max(int(np.ceil(radius)), 0)
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    return (x * x + y * y) <= radius * radius + 1e-9
+
+
+def continue_structure(candidate: np.ndarray, reference: np.ndarray, growth_px: float) -> np.ndarray:
+    """The part of ``candidate`` (2D) that continues ``reference`` from the neighbouring slice."""
+    if not reference.any() or not candidate.any():
+        return np.zeros_like(candidate, dtype=bool)
+    reach = ndi.binary_dilation(reference, disk(growth_px))
+    components, count = ndi.label(candidate)
+    touching = np.unique(components[reach & (components > 0)])
+    kept = np.isin(components, touching[touching > 0]) & reach
+    return ndi.binary_fill_holes(kept)
+
+
+def track(
+    n_slices: int,
+    painted: dict[int, np.ndarray],
+    candidate_of: Callable[[list[int]], dict[int, np.ndarray]],
+    growth_px: float,
+    negatives: tuple[int, ...] = (),
+    on_wave: Callable[[int, int], None] | None = None,
+) -> dict[int, np.ndarray]:
+    """Masks for every slice the structure reaches, breadth-first from the painted slices.
+
+    ``candidate_of(indices)`` returns the coarse mask of those slices (computed lazily, so the
+    caller can encode them as one batch). Slices in ``negatives`` are known to be empty.
+    Returns {slice index: 2D bool mask} for the slices reached (painted ones included).
+    """
+    result = {s: m.astype(bool) for s, m in painted.items()}
+    done = set(result) | set(negatives)
+    frontier = sorted(s for s, m in result.items() if m.any())
+    wave = 0
+    while frontier:
+        wave += 1
+        nxt = sorted({n for s in frontier for n in (s - 1, s + 1) if 0 <= n < n_slices and n not in done})
+        if not nxt:
+            break
+        if on_wave is not None:
+            on_wave(wave, len(nxt))
+        candidates = candidate_of(nxt)
+        grown = []
+        for s in nxt:
+            reference = np.zeros_like(candidates[s], dtype=bool)
+            for n in (s - 1, s + 1):
+                if n in result:
+                    reference |= result[n]
+            mask = continue_structure(candidates[s], reference, growth_px)
+            result[s] = mask
+            done.add(s)
+            if mask.any():
+                grown.append(s)
+        frontier = grown
+    return result
