@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .cache import EmbeddingCache, content_key
-from .preprocess import Letterbox, intensity_window
+from .preprocess import Letterbox, SliceView, intensity_window
 from .progress import Task
 from .volume import Volume
 
@@ -50,14 +50,34 @@ class SliceEmbedder:
         self.n_slices = volume.shape[axis]
         in_plane = [a for a in range(3) if a != axis]
         self.slice_shape = tuple(volume.shape[a] for a in in_plane)
-        self.letterbox = Letterbox(self.slice_shape, model.image_size, tuple(volume.spacing[in_plane]))
-        self.key = content_key(volume.array, model=model.model_id, window=self.window, axis=axis, size=model.image_size)
+        # The model sees each slice as a radiologist reads it (measured: liver oracle-box Dice 0.86 in raw
+        # array order, 0.91 in this view); masks come back to array order through the exact inverse.
+        self.view = SliceView.radiological(volume.affine, axis)
+        view_shape = self.view.apply(np.zeros(self.slice_shape, bool)).shape
+        spacing = self.view.spacing(tuple(float(s) for s in volume.spacing[in_plane]))
+        self.letterbox = Letterbox(view_shape, model.image_size, spacing)
+        self.key = content_key(
+            volume.array,
+            model=model.model_id,
+            precision=model.precision,
+            window=self.window,
+            axis=axis,
+            view=repr(self.view),
+            size=model.image_size,
+        )
         grid = model.embedding_shape[-1]
         self.cell = model.image_size // grid
         self.valid_cells = self.to_cells(np.ones(self.slice_shape, bool)) > 0.5
 
     def image_slice(self, index: int) -> np.ndarray:
+        """The windowed slice in array order (as masks of the support are)."""
         return np.take(self.windowed, index, axis=self.axis)
+
+    def _to_view(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.view.apply(image))
+
+    def _from_view(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.view.invert(image))
 
     def get(self, indices: list[int], task: Task | None = None) -> dict[int, np.ndarray]:
         """Embeddings of these slices (D, 64, 64), encoding the missing ones in batches."""
@@ -69,7 +89,9 @@ class SliceEmbedder:
             started = time.perf_counter()
             images = np.stack(
                 [
-                    self.model.prepare(self.letterbox.to_model(self.image_slice(i)), self.letterbox.content_shape)
+                    self.model.prepare(
+                        self.letterbox.to_model(self._to_view(self.image_slice(i))), self.letterbox.content_shape
+                    )
                     for i in batch
                 ]
             )
@@ -83,7 +105,7 @@ class SliceEmbedder:
 
     def to_cells(self, mask: np.ndarray) -> np.ndarray:
         """Fraction of each embedding cell covered by a 2D mask on the slice."""
-        model_mask = self.letterbox.to_model(mask.astype(np.float32))
+        model_mask = self.letterbox.to_model(self._to_view(mask.astype(np.float32)))
         grid = model_mask.shape[0] // self.cell
         return model_mask.reshape(grid, self.cell, grid, self.cell).mean(axis=(1, 3))
 
@@ -96,11 +118,11 @@ class SliceEmbedder:
             mode="bilinear",
             align_corners=False,
         )[0, 0].numpy()
-        return self.letterbox.mask_to_slice(up)
+        return self._from_view(self.letterbox.mask_to_slice(up))
 
     def box_in_model(self, mask: np.ndarray, margin: float = 2.0) -> np.ndarray | None:
         """The bounding box (x0, y0, x1, y1) of a 2D slice mask in model pixels, padded a little."""
-        model_mask = self.letterbox.to_model(mask.astype(np.float32)) > 0.5
+        model_mask = self.letterbox.to_model(self._to_view(mask.astype(np.float32))) > 0.5
         if not model_mask.any():
             return None
         rows = np.flatnonzero(model_mask.any(axis=1))
@@ -125,4 +147,4 @@ class SliceEmbedder:
         if embedding is None:
             embedding = self.get([index])[index]
         logits = self.model.decode(embedding.astype(np.float32), box[None])[0]
-        return self.letterbox.mask_to_slice(logits) > 0
+        return self._from_view(self.letterbox.mask_to_slice(logits)) > 0

@@ -22,14 +22,26 @@ def disk(radius: float) -> np.ndarray:
     return (x * x + y * y) <= radius * radius + 1e-9
 
 
-def continue_structure(candidate: np.ndarray, reference: np.ndarray, growth_px: float) -> np.ndarray:
-    """The part of ``candidate`` (2D) that continues ``reference`` from the neighbouring slice."""
+def continue_structure(
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    growth_px: float,
+    looks_right: Callable[[np.ndarray], bool] | None = None,
+) -> np.ndarray:
+    """The part of ``candidate`` (2D) that continues ``reference`` from the neighbouring slice.
+
+    ``looks_right(component)`` can veto a component that overlaps but is not the structure (a bowel
+    loop touching the liver's tip).
+    """
     if not reference.any() or not candidate.any():
         return np.zeros_like(candidate, dtype=bool)
     reach = ndi.binary_dilation(reference, disk(growth_px))
-    components, count = ndi.label(candidate)
-    touching = np.unique(components[reach & (components > 0)])
-    kept = np.isin(components, touching[touching > 0]) & reach
+    components, _ = ndi.label(candidate & reach)
+    kept = np.zeros_like(candidate, dtype=bool)
+    for label in range(1, components.max() + 1):
+        component = components == label
+        if looks_right is None or looks_right(component):
+            kept |= component
     return ndi.binary_fill_holes(kept)
 
 
@@ -39,6 +51,7 @@ def track(
     candidate_of: Callable[[list[int]], dict[int, np.ndarray]],
     growth_px: float,
     negatives: tuple[int, ...] = (),
+    looks_right: Callable[[int, np.ndarray], bool] | None = None,
     on_wave: Callable[[int, int], None] | None = None,
 ) -> dict[int, np.ndarray]:
     """Masks for every slice the structure reaches, breadth-first from the painted slices.
@@ -65,7 +78,8 @@ def track(
             for n in (s - 1, s + 1):
                 if n in result:
                     reference |= result[n]
-            mask = continue_structure(candidates[s], reference, growth_px)
+            check = None if looks_right is None else (lambda component, s=s: looks_right(s, component))
+            mask = continue_structure(candidates[s], reference, growth_px, check)
             result[s] = mask
             done.add(s)
             if mask.any():

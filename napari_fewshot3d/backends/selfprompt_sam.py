@@ -15,6 +15,7 @@ import numpy as np
 
 from ..cache import EmbeddingCache
 from ..head import CellHead, cell_samples, fit_head
+from ..intensity_prior import IntensityPrior, surroundings
 from ..progress import Task
 from ..protocol import dice
 from ..slice_embedder import SliceEmbedder
@@ -28,6 +29,8 @@ _CACHE = EmbeddingCache()
 
 #: How far (mm) a structure's outline may move outward from one slice to the next while tracking.
 GROWTH_MM_PER_SLICE_THICKNESS = 3.0
+#: Width (mm) of the ring around a painted structure whose intensities stand for "not the structure".
+SURROUNDINGS_MM = 15.0
 #: Refined masks stay within this distance (mm) of the coarse mask: SAM may sharpen, not wander.
 REFINE_MARGIN_MM = 6.0
 
@@ -71,11 +74,20 @@ class SelfPromptSamBackend(Backend):
         task.report(0.85, "fitting the head")
         samples = slice_samples(embedder, support, embeddings)
         head = fit_head({v: list(s.values()) for v, s in samples.items()})
+        priors = {c.value: intensity_prior(embedder, support, c.value) for c in support.classes}
         task.report(0.9, "choosing refinement per class")
         refine = {c.value: refinement_helps(embedder, support, samples, c.value, embeddings) for c in support.classes}
         task.report(1.0, "adapted")
         return SelfPromptModel(
-            head, refine, support.axis, support.class_names, self.window, self.checkpoint, self.model_type, support
+            head,
+            refine,
+            priors,
+            support.axis,
+            support.class_names,
+            self.window,
+            self.checkpoint,
+            self.model_type,
+            support,
         )
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
@@ -103,6 +115,18 @@ def slice_samples(
             coverage = embedder.to_cells(support.slice_of(support.labels.array, index) == cls.value)
             samples[cls.value][index] = cell_samples(embeddings[index], coverage, embedder.valid_cells)
     return samples
+
+
+def intensity_prior(embedder: SliceEmbedder, support: SupportSet, value: int) -> IntensityPrior:
+    """Intensities of the painted structure against those of the ring around it, on its painted slices."""
+    radius = SURROUNDINGS_MM / float(np.mean(embedder.letterbox.spacing))
+    inside, around = [], []
+    for index in support.get(value).slices:
+        mask = support.slice_of(support.labels.array, index) == value
+        image = embedder.image_slice(index)
+        inside.append(image[mask])
+        around.append(image[surroundings(mask, radius)])
+    return IntensityPrior.fit(np.concatenate(inside), np.concatenate(around))
 
 
 def refinement_helps(
@@ -152,6 +176,7 @@ class SelfPromptModel(AdaptedModel):
         self,
         head: CellHead,
         refine: dict[int, bool],
+        priors: dict[int, IntensityPrior],
         axis: int,
         class_names: dict[int, str],
         window: dict,
@@ -159,7 +184,7 @@ class SelfPromptModel(AdaptedModel):
         model_type: str,
         support: SupportSet | None = None,
     ) -> None:
-        self.head, self.refine, self.axis = head, refine, axis
+        self.head, self.refine, self.priors, self.axis = head, refine, priors, axis
         self.class_names = class_names
         self.window, self.checkpoint, self.model_type = window, checkpoint, model_type
         self.support = support  # seeds for tracking on the painted volume; never saved
@@ -173,7 +198,8 @@ class SelfPromptModel(AdaptedModel):
             "model_type": self.model_type,
             "model": "litemedsam" if self.checkpoint is None else f"sam_{self.model_type}",
         }
-        return meta, self.head.to_arrays()
+        arrays = self.head.to_arrays() | {f"prior_{v}": p.log_ratio for v, p in self.priors.items()}
+        return meta, arrays
 
     def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
         backend = SelfPromptSamBackend(self.checkpoint, self.model_type, self.window)
@@ -203,6 +229,9 @@ class SelfPromptModel(AdaptedModel):
                 lambda idx, row=row: {i: p[row] > 0.5 for i, p in coarse(idx).items()},
                 growth_px,
                 negatives,
+                lambda s, component, prior=self.priors[value]: prior.looks_like_structure(
+                    embedder.image_slice(s)[component]
+                ),
             )
         labels = np.zeros(volume.shape, np.uint16)
         self._assemble(labels, masks, embedder, probabilities, task.sub(0.7, 1.0))

@@ -252,11 +252,22 @@ class SamModel:
         return np.concatenate([self.decode(embeddings[i], boxes[i : i + 1]) for i in range(len(boxes))])
 
 
+def _cpu_has_native_bf16() -> bool:
+    """bf16 pays on CPUs with native bf16 units (AVX512-BF16/AMX): measured 0.95 vs 1.57 s per slice on
+    2 cores, decoded masks Dice 0.995 against fp32. Elsewhere it is emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if device.type == "cpu" and _cpu_has_native_bf16() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise InputError("fp16 precision needs a CUDA device; use bf16 or fp32 on CPU")
     return precision

@@ -1,0 +1,97 @@
+"""The self-prompt LiteMedSAM backend end to end on a real CT slab: accuracy, cache, save/apply, multi-class."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from napari_fewshot3d import engine
+from napari_fewshot3d.cache import CACHE_ENV
+from napari_fewshot3d.protocol import dice, paint_slices
+from napari_fewshot3d.slice_embedder import ENCODE_CLOCK
+from napari_fewshot3d.support import SupportSet
+from napari_fewshot3d.volume_io import read_image, read_labels
+
+from .conftest import data_path
+
+pytestmark = pytest.mark.slow  # encodes ~30 slices at ~1-2 s each on a laptop CPU
+
+SPLEEN, LIVER = 1, 5
+
+
+@pytest.fixture(scope="module")
+def slab(tmp_path_factory):
+    """30 axial slices of ct_abdomen through liver and spleen, and their reference labels."""
+    folder = data_path("ct_abdomen")
+    image = read_image(folder / "image.nii.gz")
+    reference = read_labels(folder / "reference_labels.nii.gz")
+    keep = slice(80, 110)
+    affine = image.affine.copy()
+    affine[:3, 3] += affine[:3, 2] * keep.start
+    crop_image = type(image)(image.array[:, :, keep].copy(), affine, "slab")
+    labels = np.where(np.isin(reference.array, [SPLEEN, LIVER]), reference.array, 0).astype(np.uint8)
+    crop_reference = crop_image.with_array(labels[:, :, keep].copy())
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("embeddings"))
+    yield crop_image, crop_reference
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
+@pytest.fixture(scope="module")
+def adapted(slab):
+    image, reference = slab
+    painted = paint_slices(reference.array, [SPLEEN, LIVER], 2, k=3)
+    support = SupportSet.from_labels(reference.with_array(painted), "axial", {SPLEEN: "spleen", LIVER: "liver"})
+    result, model = engine.run(image, support, "selfprompt-sam", "cpu")
+    return support, result, model
+
+
+def unpainted(support: SupportSet, n: int) -> list[int]:
+    return [s for s in range(n) if s not in support.painted_slices()]
+
+
+def test_multiclass_segmentation_beats_fill_between_slices(slab, adapted):
+    image, reference = slab
+    support, result, _ = adapted
+    baseline, _ = engine.run(image, support, "interpolate", "cpu")
+    rest = unpainted(support, image.shape[2])
+    for value, floor in ((LIVER, 0.88), (SPLEEN, 0.8)):
+        ours = dice(result.array[:, :, rest] == value, reference.array[:, :, rest] == value)
+        theirs = dice(baseline.array[:, :, rest] == value, reference.array[:, :, rest] == value)
+        assert ours >= floor, (value, ours)
+        assert ours > theirs, (value, ours, theirs)
+    # The painted slices hold exactly what was painted.
+    for s in support.painted_slices():
+        np.testing.assert_array_equal(result.array[:, :, s], support.labels.array[:, :, s])
+
+
+def test_readapting_reuses_cached_embeddings(slab, adapted):
+    image, _ = slab
+    support, first, _ = adapted
+    before = ENCODE_CLOCK.slices
+    again, _ = engine.run(image, support, "selfprompt-sam", "cpu")
+    assert ENCODE_CLOCK.slices == before
+    np.testing.assert_array_equal(again.array, first.array)
+
+
+def test_saved_model_applies_to_a_volume_without_painting(tmp_path, slab, adapted):
+    image, reference = slab
+    _, _, model = adapted
+    loaded = engine.load_model(engine.save_model(model, tmp_path / "liver_spleen.fs3d"))
+    assert loaded.class_names == {SPLEEN: "spleen", LIVER: "liver"}
+    applied = engine.segment(loaded, image, device="cpu")
+    assert dice(applied.array == LIVER, reference.array == LIVER) > 0.8
+
+
+def test_one_painted_slice_extends_beyond_it(slab):
+    image, reference = slab
+    painted = paint_slices(reference.array, [LIVER], 2, k=1)
+    support = SupportSet.from_labels(reference.with_array(painted), "axial")
+    result, _ = engine.run(image, support, "selfprompt-sam", "cpu")
+    rest = unpainted(support, image.shape[2])
+    assert dice(result.array[:, :, rest] == LIVER, reference.array[:, :, rest] == LIVER) > 0.8
