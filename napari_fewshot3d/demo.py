@@ -32,7 +32,9 @@ def run_demo(out: Path, k: int, backend_name: str, device: str, quiet: bool = Fa
     painted = case.reference.with_array(paint_slices(case.reference.array, case.class_names, axis, k), name="painted")
     support = SupportSet.from_labels(painted, axis, case.class_names)
     printer = ProgressPrinter(quiet)
-    printer.say(f"MNI152 T1 {case.image.shape}: painted {k} axial slices per class, backend {backend.name} on {device}")
+    printer.say(
+        f"MNI152 T1 {case.image.shape} at 2 mm: painted {k} axial slices per class, backend {backend.name} on {device}"
+    )
     started = time.perf_counter()
     try:
         result, _ = run(case.image, support, backend, device, printer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_fewshot3d.backends.interpolate import interpolate_between_slices
-from napari_fewshot3d.protocol import paint_slices
+from napari_fewshot3d.protocol import dice, paint_slices
 from napari_fewshot3d.volume import Volume
 from napari_fewshot3d.volume_io import read_image, read_labels, write_image, write_labels
 
@@ -19,12 +20,12 @@ from .conftest import data_path
 LIVER = 5
 
 
-def fewshot3d(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def fewshot3d(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "napari_fewshot3d.cli", *map(str, args)],
         capture_output=True,
         text=True,
-        cwd=cwd,
+        env=None if env is None else os.environ | env,
         timeout=600,
     )
 
@@ -185,3 +186,39 @@ def test_demo_runs_offline_and_prints_dice(tmp_path):
     prediction = read_labels(tmp_path / "demo" / "prediction.seg.nrrd")
     assert prediction.same_grid(image)
     assert prediction.metadata["class_names"] == {1: "grey_matter", 2: "white_matter"}
+
+
+@pytest.mark.slow
+def test_selfprompt_segment_saves_a_model_that_apply_uses(tmp_path):
+    """The default backend through the CLI on a 24-slice CT slab: segment --save-model, then apply."""
+    folder = data_path("ct_abdomen")
+    image = read_image(folder / "image.nii.gz")
+    reference = read_labels(folder / "reference_labels.nii.gz")
+    keep = slice(84, 108)
+    affine = image.affine.copy()
+    affine[:3, 3] += affine[:3, 2] * keep.start
+    slab = Volume(image.array[:, :, keep].copy(), affine)
+    spleen = np.where(reference.array[:, :, keep] == 1, 1, 0).astype(np.uint8)
+    write_image(slab, tmp_path / "slab.nrrd")
+    write_labels(slab.with_array(paint_slices(spleen, [1], 2, k=2)), tmp_path / "painted.nii.gz")
+    env = {"FEWSHOT3D_CACHE_DIR": str(tmp_path / "cache")}
+    done = fewshot3d(
+        "segment",
+        tmp_path / "slab.nrrd",
+        "--support",
+        tmp_path / "painted.nii.gz",
+        "--out",
+        tmp_path / "spleen.seg.nrrd",
+        "--save-model",
+        tmp_path / "spleen.fs3d",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    applied = fewshot3d(
+        "apply", tmp_path / "spleen.fs3d", tmp_path / "slab.nrrd", "--out", tmp_path / "applied.nii.gz", env=env
+    )
+    assert applied.returncode == 0, applied.stderr
+    for name in ("spleen.seg.nrrd", "applied.nii.gz"):
+        mask = read_labels(tmp_path / name)
+        assert mask.same_grid(slab)
+        assert dice(mask.array == 1, spleen == 1) > 0.8, name

@@ -138,3 +138,14 @@ def test_support_must_be_on_the_image_grid(blob_support):
     other.affine[0, 3] += 5
     with pytest.raises(InputError, match="not on the image's grid"):
         engine.adapt(other, support, "intensity-range", "cpu")
+
+
+def test_slices_declared_empty_stay_empty(blob_support):
+    image, labels, support = blob_support
+    empty = [s for s in range(labels.shape[2]) if not labels.array[:, :, s].any()][:1] + [14]
+    painted = support.labels.array.copy()
+    painted[:, :, 14] = 0  # the user marked slice 14 "contains nothing" (wrongly, but it is their call)
+    declared = SupportSet.from_labels(labels.with_array(painted), "axial", empty_slices=empty)
+    result, _ = engine.run(image, declared, "intensity-range", "cpu")
+    assert not result.array[:, :, 14].any()
+    assert result.array[:, :, 15].any()  # the prediction itself did find the structure next door

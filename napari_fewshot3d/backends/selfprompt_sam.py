@@ -20,7 +20,7 @@ from ..progress import Task
 from ..protocol import dice
 from ..slice_embedder import SliceEmbedder
 from ..support import SupportSet
-from ..tracking import disk, track
+from ..tracking import continue_structure, disk, track
 from ..volume import Volume
 from .base import AdaptedModel, Backend
 
@@ -76,7 +76,10 @@ class SelfPromptSamBackend(Backend):
         head = fit_head({v: list(s.values()) for v, s in samples.items()})
         priors = {c.value: intensity_prior(embedder, support, c.value) for c in support.classes}
         task.report(0.9, "choosing refinement per class")
-        refine = {c.value: refinement_helps(embedder, support, samples, c.value, embeddings) for c in support.classes}
+        growth = growth_px(volume, support.axis, embedder)
+        refine = {
+            c.value: refinement_helps(embedder, support, samples, c.value, embeddings, growth) for c in support.classes
+        }
         task.report(1.0, "adapted")
         return SelfPromptModel(
             head,
@@ -117,6 +120,11 @@ def slice_samples(
     return samples
 
 
+def growth_px(volume: Volume, axis: int, embedder: SliceEmbedder) -> float:
+    """In-plane pixels a structure's outline may move outward between neighbouring slices."""
+    return GROWTH_MM_PER_SLICE_THICKNESS * float(volume.spacing[axis]) / float(np.mean(embedder.letterbox.spacing))
+
+
 def intensity_prior(embedder: SliceEmbedder, support: SupportSet, value: int) -> IntensityPrior:
     """Intensities of the painted structure against those of the ring around it, on its painted slices."""
     radius = SURROUNDINGS_MM / float(np.mean(embedder.letterbox.spacing))
@@ -135,6 +143,7 @@ def refinement_helps(
     samples: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]],
     value: int,
     embeddings: dict[int, np.ndarray],
+    growth: float,
     max_folds: int = 3,
 ) -> bool:
     """Does SAM's refinement reproduce this class's painted slices better than the coarse head?
@@ -154,6 +163,8 @@ def refinement_helps(
         train = [sample for s, sample in samples[value].items() if s != held_out]
         head = fit_head({value: train})
         coarse = embedder.cells_to_slice(head.predict(embeddings[held_out])[0]) > 0.5
+        # As tracking would see it: only what continues the structure from its neighbour (here: the painting).
+        coarse = continue_structure(coarse, truths[held_out], growth)
         refined = embedder.refine(held_out, coarse)
         refined = coarse if refined is None else refined & within(coarse, embedder)
         coarse_scores.append(dice(coarse, truths[held_out]))
@@ -215,9 +226,7 @@ class SelfPromptModel(AdaptedModel):
             return {i: probabilities[i] for i in indices}
 
         seeds = self._seeds(volume, embedder, coarse, task)
-        growth_px = (
-            GROWTH_MM_PER_SLICE_THICKNESS * volume.spacing[self.axis] / float(np.mean(embedder.letterbox.spacing))
-        )
+        growth = growth_px(volume, self.axis, embedder)
         masks: dict[int, dict[int, np.ndarray]] = {}
         for n, value in enumerate(self.head.values):
             row = self.head.values.index(value)
@@ -227,7 +236,7 @@ class SelfPromptModel(AdaptedModel):
                 embedder.n_slices,
                 painted,
                 lambda idx, row=row: {i: p[row] > 0.5 for i, p in coarse(idx).items()},
-                growth_px,
+                growth,
                 negatives,
                 lambda s, component, prior=self.priors[value]: prior.looks_like_structure(
                     embedder.image_slice(s)[component]

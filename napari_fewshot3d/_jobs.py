@@ -1,0 +1,154 @@
+"""Long engine calls off the GUI thread: one job at a time, with progress, a real cancel, and clear messages.
+
+The engine reports progress through a callback and stops at its next check once a :class:`CancelToken`
+is set; here the callback emits a Qt signal (delivered on the GUI thread) and the Cancel button sets
+the token, so the GUI never waits on a computation and never touches layers from a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qtpy.QtCore import QObject, Signal
+
+from .errors import Cancelled, InputError
+from .progress import CancelToken, Task
+
+log = logging.getLogger(__name__)
+
+
+def notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The message a user sees for a failed job: their own mistake, memory, or a bug to report."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory: close other layers or programs, crop the image, or use a smaller backend"
+    return f"unexpected failure ({type(exc).__name__}: {exc}); see the terminal for details"
+
+
+@dataclass
+class Job:
+    kind: str
+    token: CancelToken = field(default_factory=CancelToken)
+    worker: Any = None
+    done: Callable[[Any], None] | None = None
+    #: Cancelled to make room for another job: ends silently.
+    superseded: bool = False
+
+
+class JobRunner(QObject):
+    """Runs one engine job at a time in a napari worker thread and reports through Qt signals."""
+
+    #: (fraction 0..1, message), on the GUI thread.
+    progressed = Signal(float, str)
+    #: (busy, kind of job), on the GUI thread.
+    busy_changed = Signal(bool, str)
+    #: a user-facing message after a job failed or was cancelled, on the GUI thread.
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job: Job | None = None
+        self._next: Callable[[], None] | None = None
+        self.last_message = ""
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None or self._next is not None
+
+    def start(self, kind: str, work: Callable[[Task], Any], done: Callable[[Any], None]) -> bool:
+        """Run ``work(task)`` in a thread and ``done(result)`` on the GUI thread. A running background
+        embedding is cancelled first (what it computed stays cached); another running job refuses."""
+        if self.job is not None:
+            if self.job.kind != "embed":
+                self.say_error(f"busy with {self.job.kind}: wait for it or press Cancel")
+                return False
+            self.job.superseded = True
+            self.job.token.cancel()
+            self._next = lambda: self._launch(kind, work, done)
+            return True
+        self._launch(kind, work, done)
+        return True
+
+    def cancel(self) -> None:
+        """Stop the running job at the engine's next check; nothing it computed is shown."""
+        self._next = None
+        if self.job is not None:
+            self.job.token.cancel()
+            self.progressed.emit(-1.0, f"cancelling {self.job.kind}…")
+
+    def _launch(self, kind: str, work: Callable[[Task], Any], done: Callable[[Any], None]) -> None:
+        from napari.qt.threading import create_worker
+
+        job = Job(kind, done=done)
+        task = Task(self._report, job.token)
+        worker = create_worker(work, task, _start_thread=False, _ignore_errors=True)
+        # Bound methods of this QObject: Qt delivers them on the GUI thread. Only one job runs at a
+        # time and the next starts after this one's `finished`, so `self.job` is always the sender.
+        worker.returned.connect(self._returned)
+        worker.errored.connect(self._errored)
+        worker.finished.connect(self._finished)
+        job.worker = worker
+        self.job = job
+        self.busy_changed.emit(True, kind)
+        self.progressed.emit(0.0, f"{kind}: starting")
+        worker.start()
+
+    def _report(self, fraction: float, message: str) -> None:
+        self.progressed.emit(float(fraction), message)  # from the worker thread; queued to the GUI thread
+
+    def _returned(self, result: Any) -> None:
+        job = self.job
+        if job is None or job.done is None:
+            return
+        if job.token.cancelled:  # finished just as the user pressed Cancel: honour the Cancel
+            if not job.superseded:
+                self.say_info(f"{job.kind} cancelled; nothing was changed")
+            return
+        try:
+            job.done(result)
+        except Exception as exc:  # showing a result must not kill the widget
+            self._errored(exc)
+
+    def _errored(self, exc: BaseException) -> None:
+        job = self.job or Job("job")
+        if isinstance(exc, Cancelled):
+            if not job.superseded:
+                self.say_info(f"{job.kind} cancelled; nothing was changed")
+            return
+        if not isinstance(exc, (InputError, MemoryError)):
+            log.error("%s failed", job.kind, exc_info=(type(exc), exc, exc.__traceback__))
+        self.say_error(f"{job.kind} failed: {describe_error(exc)}")
+
+    def _finished(self) -> None:
+        job, self.job = self.job, None
+        pending, self._next = self._next, None
+        if pending is not None:
+            pending()
+        else:
+            self.busy_changed.emit(False, job.kind if job else "")
+
+    def say_error(self, message: str) -> None:
+        self.last_message = message
+        self.failed.emit(message)
+        notify_error(message)
+
+    def say_info(self, message: str) -> None:
+        self.last_message = message
+        self.failed.emit(message)
+        notify_info(message)

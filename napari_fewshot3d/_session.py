@@ -1,0 +1,120 @@
+"""The annotation state behind the napari widget, kept free of Qt and napari so it can be tested alone.
+
+It remembers the last prediction shown, so that the slices a user corrects in the prediction layer can
+be found (they differ from what was shown) and used as support when re-adapting: a corrected slice is a
+slice the user has looked at, so it counts as painted, and a slice emptied by the user says "nothing
+here" for every class.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import AdaptedModel
+from .errors import InputError
+from .support import SupportSet
+from .volume import Volume
+
+_CLASS_ENTRY = re.compile(r"^\s*(\d+)\s*[=:]\s*(.*?)\s*$")
+
+
+def parse_class_names(text: str) -> dict[int, str]:
+    """'1=liver, 2=spleen' (commas, semicolons or new lines) -> {1: 'liver', 2: 'spleen'}."""
+    names: dict[int, str] = {}
+    for entry in re.split(r"[,;\n]", text or ""):
+        if not entry.strip():
+            continue
+        match = _CLASS_ENTRY.match(entry)
+        if not match or not match.group(2):
+            raise InputError(f"class names: cannot read {entry.strip()!r}; write them as '1=liver, 2=spleen'")
+        value = int(match.group(1))
+        if value == 0:
+            raise InputError("class names: 0 is the background and takes no name")
+        names[value] = match.group(2)
+    return names
+
+
+def format_class_names(names: Mapping[int, str]) -> str:
+    return ", ".join(f"{value}={name}" for value, name in sorted(names.items()))
+
+
+def changed_slices(before: np.ndarray, after: np.ndarray, axis: int) -> set[int]:
+    """Indices along ``axis`` of the slices where two label arrays differ."""
+    if before.shape != after.shape:
+        raise InputError("the prediction layer changed shape; run 'Adapt and segment' again")
+    other_axes = tuple(a for a in range(before.ndim) if a != axis)
+    return {int(s) for s in np.flatnonzero(np.any(before != after, axis=other_axes))}
+
+
+def merge_reviewed(
+    support: Volume, prediction: np.ndarray, reviewed: Iterable[int], axis: int
+) -> tuple[Volume, list[int]]:
+    """The support labels with each reviewed slice taken from the (corrected) prediction.
+
+    Returns the merged labels and the reviewed slices that hold no class (known empty for every class).
+    The support volume itself is never changed.
+    """
+    merged = support.array.copy()
+    empty = []
+    where: list[slice | int] = [slice(None)] * 3
+    for index in sorted(set(reviewed)):
+        where[axis] = index
+        merged[tuple(where)] = prediction[tuple(where)]
+        if not np.any(merged[tuple(where)]):
+            empty.append(index)
+    return support.with_array(merged), empty
+
+
+@dataclass
+class Session:
+    """What one image's annotation has produced so far."""
+
+    image: Volume
+    axis: int
+    class_names: dict[int, str] = field(default_factory=dict)
+    class_colors: dict[int, list[float]] = field(default_factory=dict)
+    model: AdaptedModel | None = None
+    #: The prediction as last shown (source grid), to find the slices a user has corrected since.
+    shown: np.ndarray | None = None
+    #: Slices the user has corrected in any round; they stay support in later rounds.
+    reviewed: set[int] = field(default_factory=set)
+
+    def support_set(self, support: Volume, prediction: np.ndarray | None = None) -> SupportSet:
+        """The support for the next adaptation: the support layer, plus corrected slices when re-adapting."""
+        check_same_grid(self.image, support, "support layer")
+        if prediction is None:
+            labels, empty = support, []
+        else:
+            if self.shown is None:
+                raise InputError("nothing to re-adapt: run 'Adapt and segment' first")
+            self.reviewed |= changed_slices(self.shown, prediction, self.axis)
+            labels, empty = merge_reviewed(support, prediction, self.reviewed, self.axis)
+        names = dict(support.metadata.get("class_names", {}))
+        names.update(self.class_names)
+        try:
+            result = SupportSet.from_labels(labels, self.axis, names, empty)
+        except InputError as exc:
+            if "no class" in str(exc):
+                raise InputError("no painted slice: paint a few slices of the structure in the support layer") from None
+            raise
+        result.class_colors = {**self.class_colors, **result.class_colors}
+        return result
+
+    def record(self, prediction: Volume, model: AdaptedModel | None, fresh: bool) -> None:
+        """Remember what is shown now; a fresh adaptation (support layer only) forgets earlier corrections."""
+        self.shown = np.array(prediction.array, copy=True)
+        self.model = model
+        if fresh:
+            self.reviewed = set()
+
+
+def check_same_grid(image: Volume, labels: Volume, what: str) -> None:
+    if not image.same_grid(labels):
+        raise InputError(
+            f"{what} is not on the image's grid (shape {labels.shape} vs {image.shape} or different geometry): "
+            "make it with 'New support layer'"
+        )
