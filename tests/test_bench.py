@@ -274,6 +274,7 @@ def ct_bench(tmp_path_factory) -> tuple[Path, dict]:
     data = needs_data("ct_abdomen").parent
     out = tmp_path_factory.mktemp("bench") / "results"
     args = ["bench", "--data", str(data), "--cases", "ct_abdomen", "--structures", "spleen", "kidney_left"]
+    args += ["--backends", "interpolate"]
     assert cli.main([*args, "--k", "2", "3", "--out", str(out), "--save-predictions", "--quiet"]) == 0
     return out, json.loads((out / "results.json").read_text())
 

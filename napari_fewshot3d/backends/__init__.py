@@ -15,7 +15,7 @@ _REGISTRY: dict[str, str] = {
 }
 
 #: What `fewshot3d segment` uses when no --backend is given.
-DEFAULT_BACKEND = "interpolate"
+DEFAULT_BACKEND = "selfprompt-sam"
 
 
 def available_backends() -> list[str]:

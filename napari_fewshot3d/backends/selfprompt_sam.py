@@ -96,9 +96,11 @@ class SelfPromptSamBackend(Backend):
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
         head = CellHead.from_arrays(arrays)
         refine = {int(k): bool(v) for k, v in meta["refine"].items()}
+        priors = {v: IntensityPrior(arrays[f"prior_{v}"]) for v in head.values}
         return SelfPromptModel(
             head,
             refine,
+            priors,
             meta["axis"],
             {},
             meta.get("window", {}),
