@@ -19,6 +19,9 @@ from .progress import CancelToken, Task
 
 log = logging.getLogger(__name__)
 
+#: The kind of the background job that precomputes slice embeddings (the one other jobs may replace).
+EMBED = "embedding slices"
+
 
 def notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
@@ -49,6 +52,7 @@ class Job:
     done: Callable[[Any], None] | None = None
     #: Cancelled to make room for another job: ends silently.
     superseded: bool = False
+    outcome: str = "done"
 
 
 class JobRunner(QObject):
@@ -56,8 +60,8 @@ class JobRunner(QObject):
 
     #: (fraction 0..1, message), on the GUI thread.
     progressed = Signal(float, str)
-    #: (busy, kind of job), on the GUI thread.
-    busy_changed = Signal(bool, str)
+    #: (busy, kind of job, how it ended: "" while busy, else done / cancelled / superseded / failed), GUI thread.
+    busy_changed = Signal(bool, str, str)
     #: a user-facing message after a job failed or was cancelled, on the GUI thread.
     failed = Signal(str)
 
@@ -75,7 +79,7 @@ class JobRunner(QObject):
         """Run ``work(task)`` in a thread and ``done(result)`` on the GUI thread. A running background
         embedding is cancelled first (what it computed stays cached); another running job refuses."""
         if self.job is not None:
-            if self.job.kind != "embed":
+            if self.job.kind != EMBED:
                 self.say_error(f"busy with {self.job.kind}: wait for it or press Cancel")
                 return False
             self.job.superseded = True
@@ -85,10 +89,17 @@ class JobRunner(QObject):
         self._launch(kind, work, done)
         return True
 
+    def drop_background(self) -> None:
+        """Silently stop a background embedding whose settings are no longer the chosen ones."""
+        if self.job is not None and self.job.kind == EMBED and self._next is None:
+            self.job.superseded = True
+            self.job.token.cancel()
+
     def cancel(self) -> None:
         """Stop the running job at the engine's next check; nothing it computed is shown."""
         self._next = None
         if self.job is not None:
+            self.job.superseded = False  # the user asked: say so
             self.job.token.cancel()
             self.progressed.emit(-1.0, f"cancelling {self.job.kind}…")
 
@@ -105,8 +116,8 @@ class JobRunner(QObject):
         worker.finished.connect(self._finished)
         job.worker = worker
         self.job = job
-        self.busy_changed.emit(True, kind)
-        self.progressed.emit(0.0, f"{kind}: starting")
+        self.busy_changed.emit(True, kind, "")
+        self.progressed.emit(0.0, f"{kind}…")
         worker.start()
 
     def _report(self, fraction: float, message: str) -> None:
@@ -117,8 +128,7 @@ class JobRunner(QObject):
         if job is None or job.done is None:
             return
         if job.token.cancelled:  # finished just as the user pressed Cancel: honour the Cancel
-            if not job.superseded:
-                self.say_info(f"{job.kind} cancelled; nothing was changed")
+            self._cancelled(job)
             return
         try:
             job.done(result)
@@ -128,12 +138,17 @@ class JobRunner(QObject):
     def _errored(self, exc: BaseException) -> None:
         job = self.job or Job("job")
         if isinstance(exc, Cancelled):
-            if not job.superseded:
-                self.say_info(f"{job.kind} cancelled; nothing was changed")
+            self._cancelled(job)
             return
+        job.outcome = "failed"
         if not isinstance(exc, (InputError, MemoryError)):
             log.error("%s failed", job.kind, exc_info=(type(exc), exc, exc.__traceback__))
         self.say_error(f"{job.kind} failed: {describe_error(exc)}")
+
+    def _cancelled(self, job: Job) -> None:
+        job.outcome = "superseded" if job.superseded else "cancelled"
+        if not job.superseded:
+            self.say_info(f"{job.kind} cancelled; nothing was changed")
 
     def _finished(self) -> None:
         job, self.job = self.job, None
@@ -141,7 +156,7 @@ class JobRunner(QObject):
         if pending is not None:
             pending()
         else:
-            self.busy_changed.emit(False, job.kind if job else "")
+            self.busy_changed.emit(False, job.kind if job else "", job.outcome if job else "done")
 
     def say_error(self, message: str) -> None:
         self.last_message = message

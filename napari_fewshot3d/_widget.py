@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import engine
-from ._jobs import JobRunner, describe_error
+from ._jobs import EMBED, JobRunner, describe_error
 from ._layer_io import class_info, layer_to_volume
 from ._reader import labels_layer_data
 from ._session import Session, format_class_names, parse_class_names
@@ -54,6 +54,7 @@ class FewShotWidget(QWidget):
         self._build()
         self.jobs.progressed.connect(self._on_progress)
         self.jobs.busy_changed.connect(self._on_busy)
+        self.jobs.failed.connect(self._say)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self.reset_choices)
         self.reset_choices()
@@ -74,10 +75,8 @@ class FewShotWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
-        support_row = QHBoxLayout()
-        support_row.addWidget(self.support_combo, 1)
-        support_row.addWidget(self.new_support_button)
-        form.addRow("Support labels", support_row)
+        form.addRow("Support labels", self.support_combo)
+        form.addRow("", self.new_support_button)
         form.addRow("Classes", self.classes_edit)
         form.addRow("Backend", self.backend_combo)
         form.addRow("Device", self.device_combo)
@@ -201,8 +200,9 @@ class FewShotWidget(QWidget):
 
     def _on_inputs_changed(self, _: str = "") -> None:
         """A new image, backend, axis or device: start computing the slice embeddings while the user paints."""
-        if self.jobs.job is not None and self.jobs.job.kind != "embed":
+        if self.jobs.job is not None and self.jobs.job.kind != EMBED:
             return
+        self.jobs.drop_background()
         try:
             image = self.image_volume()
             backend = self.backend()
@@ -213,7 +213,7 @@ class FewShotWidget(QWidget):
             return
         device = self.device_combo.currentText()
         self.jobs.start(
-            "embed",
+            EMBED,
             lambda task: engine.embed(image, backend, device, task, axis=axis),
             lambda _: self._say("Slice embeddings ready: adapting will be quick."),
         )
@@ -232,10 +232,12 @@ class FewShotWidget(QWidget):
         if message:
             self.status_label.setText(message)
 
-    def _on_busy(self, busy: bool, kind: str) -> None:
+    def _on_busy(self, busy: bool, kind: str, outcome: str) -> None:
         self.cancel_button.setEnabled(busy)
         if not busy:
             self.progress_bar.setValue(0)
+        if outcome == "superseded":
+            self._say("Ready: paint a few slices in the support layer, then adapt.")
 
     def _say(self, message: str) -> None:
         self.status_label.setText(message)
@@ -262,7 +264,10 @@ class FewShotWidget(QWidget):
         layer = self.viewer.add_labels(data, **kwargs)
         self.support_combo.setCurrentText(layer.name)
         layer.mode = "paint"
-        layer.selected_label = 1
+        try:
+            layer.selected_label = min(parse_class_names(self.classes_edit.text()), default=1)
+        except InputError:
+            layer.selected_label = 1
         self.viewer.layers.selection.active = layer
         return layer
 

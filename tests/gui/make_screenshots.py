@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer.dims.ndisplay = 3
     viewer.layers[0].visible = False
-    viewer.camera.angles = (0, 30, 70)
+    getattr(viewer, "scene", viewer).camera.angles = (0, 30, 70)  # napari >= 0.9 moved the camera to viewer.scene
     viewer.reset_view()
     wait_idle(widget)
     viewer.screenshot(str(args.out / "3-prediction-3d.png"), canvas_only=False)

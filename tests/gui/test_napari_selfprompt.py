@@ -4,12 +4,14 @@ the image and backend are chosen, and adapting on two painted slices finds the s
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import numpy as np
 import pytest
 
 pytest.importorskip("napari")
 
+from napari_fewshot3d._jobs import EMBED  # noqa: E402
 from napari_fewshot3d.cache import CACHE_ENV  # noqa: E402
 from napari_fewshot3d.protocol import dice, paint_slices  # noqa: E402
 from napari_fewshot3d.volume import Volume  # noqa: E402
@@ -44,7 +46,7 @@ def test_selfprompt_sam_segments_the_spleen_on_a_slab(qtbot, make_widget, ct_cas
     viewer, widget = make_widget()
     open_image(viewer, tmp_path / "slab.nii.gz")
     widget.backend_combo.setCurrentText("selfprompt-sam")
-    assert widget.jobs.job is not None and widget.jobs.job.kind == "embed"  # started on choosing, in the background
+    assert widget.jobs.job is not None and widget.jobs.job.kind == EMBED  # started on choosing, in the background
     wait_idle(qtbot, widget, seconds=600)
     assert "embeddings ready" in widget.status_label.text(), widget.jobs.last_message
 
@@ -56,3 +58,18 @@ def test_selfprompt_sam_segments_the_spleen_on_a_slab(qtbot, make_widget, ct_cas
     assert widget.prediction_layer is not None, widget.jobs.last_message
     score = dice(layer_volume(widget.prediction_layer).array == SPLEEN, truth.array == SPLEEN)
     assert score > 0.7, score
+
+
+def test_choosing_another_backend_stops_the_background_embedding(qtbot, make_widget, ct_case, tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "embeddings"))
+    viewer, widget = make_widget()
+    widget.backend_combo.setCurrentText("selfprompt-sam")
+    open_image(viewer, ct_case["image"])
+    assert widget.jobs.job is not None and widget.jobs.job.kind == EMBED
+    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=120_000)  # slices are being encoded
+    started = time.perf_counter()
+    widget.backend_combo.setCurrentText("interpolate")
+    wait_idle(qtbot, widget, seconds=30)
+    assert time.perf_counter() - started < 30
+    assert "cancelled" not in widget.jobs.last_message  # superseded quietly, not a user's cancel
+    assert widget.status_label.text().startswith("Ready")
