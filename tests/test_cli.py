@@ -15,7 +15,7 @@ from napari_fewshot3d.protocol import dice, paint_slices
 from napari_fewshot3d.volume import Volume
 from napari_fewshot3d.volume_io import read_image, read_labels, write_image, write_labels
 
-from .conftest import data_path
+from .conftest import ct_slab, data_path
 
 LIVER = 5
 
@@ -191,14 +191,8 @@ def test_demo_runs_offline_and_prints_dice(tmp_path):
 @pytest.mark.slow
 def test_selfprompt_segment_saves_a_model_that_apply_uses(tmp_path):
     """The default backend through the CLI on a 24-slice CT slab: segment --save-model, then apply."""
-    folder = data_path("ct_abdomen")
-    image = read_image(folder / "image.nii.gz")
-    reference = read_labels(folder / "reference_labels.nii.gz")
-    keep = slice(84, 108)
-    affine = image.affine.copy()
-    affine[:3, 3] += affine[:3, 2] * keep.start
-    slab = Volume(image.array[:, :, keep].copy(), affine)
-    spleen = np.where(reference.array[:, :, keep] == 1, 1, 0).astype(np.uint8)
+    slab, reference = ct_slab(84, 108)
+    spleen = np.where(reference.array == 1, 1, 0).astype(np.uint8)
     write_image(slab, tmp_path / "slab.nrrd")
     write_labels(slab.with_array(paint_slices(spleen, [1], 2, k=2)), tmp_path / "painted.nii.gz")
     env = {"FEWSHOT3D_CACHE_DIR": str(tmp_path / "cache")}

@@ -12,9 +12,8 @@ from napari_fewshot3d.cache import CACHE_ENV
 from napari_fewshot3d.protocol import dice, paint_slices
 from napari_fewshot3d.slice_embedder import ENCODE_CLOCK
 from napari_fewshot3d.support import SupportSet
-from napari_fewshot3d.volume_io import read_image, read_labels
 
-from .conftest import data_path
+from .conftest import ct_slab
 
 pytestmark = pytest.mark.slow  # encodes ~30 slices at ~1-2 s each on a laptop CPU
 
@@ -24,15 +23,9 @@ SPLEEN, LIVER = 1, 5
 @pytest.fixture(scope="module")
 def slab(tmp_path_factory):
     """30 axial slices of ct_abdomen through liver and spleen, and their reference labels."""
-    folder = data_path("ct_abdomen")
-    image = read_image(folder / "image.nii.gz")
-    reference = read_labels(folder / "reference_labels.nii.gz")
-    keep = slice(80, 110)
-    affine = image.affine.copy()
-    affine[:3, 3] += affine[:3, 2] * keep.start
-    crop_image = type(image)(image.array[:, :, keep].copy(), affine, "slab")
-    labels = np.where(np.isin(reference.array, [SPLEEN, LIVER]), reference.array, 0).astype(np.uint8)
-    crop_reference = crop_image.with_array(labels[:, :, keep].copy())
+    crop_image, crop = ct_slab(80, 110)
+    labels = np.where(np.isin(crop.array, [SPLEEN, LIVER]), crop.array, 0).astype(np.uint8)
+    crop_reference = crop_image.with_array(labels)
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("embeddings"))
     yield crop_image, crop_reference
