@@ -85,6 +85,8 @@ def test_one_painted_slice_extends_beyond_it(slab):
     image, reference = slab
     painted = paint_slices(reference.array, [LIVER], 2, k=1)
     support = SupportSet.from_labels(reference.with_array(painted), "axial")
-    result, _ = engine.run(image, support, "selfprompt-sam", "cpu")
+    seen: list[float] = []
+    result, _ = engine.run(image, support, "selfprompt-sam", "cpu", lambda f, m: seen.append(f))
+    assert seen == sorted(seen) and seen[-1] == 1.0  # a progress bar that never goes back
     rest = unpainted(support, image.shape[2])
     assert dice(result.array[:, :, rest] == LIVER, reference.array[:, :, rest] == LIVER) > 0.8

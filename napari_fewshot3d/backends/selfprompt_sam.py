@@ -221,7 +221,9 @@ class SelfPromptModel(AdaptedModel):
 
         def coarse(indices: list[int]) -> dict[int, np.ndarray]:
             needed = [i for i in indices if i not in probabilities]
-            embeddings = embedder.get(needed, task.sub(0.0, 0.8))
+            # How many slices tracking will reach is unknown up front: progress is reported per wave below,
+            # the encoder only checks for cancellation.
+            embeddings = embedder.get(needed, Task(None, task.cancel_token))
             for i in needed:
                 cells = self.head.predict(embeddings[i])
                 probabilities[i] = np.stack([embedder.cells_to_slice(c) for c in cells])
@@ -233,7 +235,14 @@ class SelfPromptModel(AdaptedModel):
         for n, value in enumerate(self.head.values):
             row = self.head.values.index(value)
             painted, negatives = seeds[value]
-            task.report(0.1 + 0.6 * n / len(self.head.values), f"tracking class {value}")
+            start, span = 0.1 + 0.6 * n / len(self.head.values), 0.6 / len(self.head.values)
+            task.report(start, f"tracking class {value}")
+
+            def on_wave(wave: int, count: int, start=start, span=span, value=value) -> None:
+                # Structures rarely span more than half the volume: a fair scale for a bar that must not go back.
+                done = min(wave / max(embedder.n_slices / 2, 1), 0.95)
+                task.report(start + span * done, f"tracking class {value}: {count} more slices")
+
             masks[value] = track(
                 embedder.n_slices,
                 painted,
@@ -243,6 +252,7 @@ class SelfPromptModel(AdaptedModel):
                 lambda s, component, prior=self.priors[value]: prior.looks_like_structure(
                     embedder.image_slice(s)[component]
                 ),
+                on_wave,
             )
         labels = np.zeros(volume.shape, np.uint16)
         self._assemble(labels, masks, embedder, probabilities, task.sub(0.7, 1.0))
