@@ -9,14 +9,14 @@ here" for every class.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backends import AdaptedModel
 from .errors import InputError
-from .support import SupportSet
+from .support import SupportSet, changed_slices, merge_reviewed
 from .volume import Volume
 
 _CLASS_ENTRY = re.compile(r"^\s*(\d+)\s*[=:]\s*(.*?)\s*$")
@@ -40,33 +40,6 @@ def parse_class_names(text: str) -> dict[int, str]:
 
 def format_class_names(names: Mapping[int, str]) -> str:
     return ", ".join(f"{value}={name}" for value, name in sorted(names.items()))
-
-
-def changed_slices(before: np.ndarray, after: np.ndarray, axis: int) -> set[int]:
-    """Indices along ``axis`` of the slices where two label arrays differ."""
-    if before.shape != after.shape:
-        raise InputError("the prediction layer changed shape; run 'Adapt and segment' again")
-    other_axes = tuple(a for a in range(before.ndim) if a != axis)
-    return {int(s) for s in np.flatnonzero(np.any(before != after, axis=other_axes))}
-
-
-def merge_reviewed(
-    support: Volume, prediction: np.ndarray, reviewed: Iterable[int], axis: int
-) -> tuple[Volume, list[int]]:
-    """The support labels with each reviewed slice taken from the (corrected) prediction.
-
-    Returns the merged labels and the reviewed slices that hold no class (known empty for every class).
-    The support volume itself is never changed.
-    """
-    merged = support.array.copy()
-    empty = []
-    where: list[slice | int] = [slice(None)] * 3
-    for index in sorted(set(reviewed)):
-        where[axis] = index
-        merged[tuple(where)] = prediction[tuple(where)]
-        if not np.any(merged[tuple(where)]):
-            empty.append(index)
-    return support.with_array(merged), empty
 
 
 @dataclass
@@ -95,12 +68,7 @@ class Session:
             labels, empty = merge_reviewed(support, prediction, self.reviewed, self.axis)
         names = dict(support.metadata.get("class_names", {}))
         names.update(self.class_names)
-        try:
-            result = SupportSet.from_labels(labels, self.axis, names, empty)
-        except InputError as exc:
-            if "no class" in str(exc):
-                raise InputError("no painted slice: paint a few slices of the structure in the support layer") from None
-            raise
+        result = SupportSet.from_labels(labels, self.axis, names, empty)
         result.class_colors = {**self.class_colors, **result.class_colors}
         return result
 

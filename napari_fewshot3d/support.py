@@ -63,7 +63,7 @@ class SupportSet:
                 raise InputError(f"slice {min(clash)} is declared empty but contains class {value}")
             classes.append(ClassSupport(value, names.get(value, f"class_{value}"), slices))
         if not classes:
-            raise InputError("no painted slice: the labels contain no class (all voxels are 0)")
+            raise InputError("no painted slice: paint a few slices of each structure (all label voxels are 0)")
         return cls(labels, array_axis, classes, empty, dict(labels.metadata.get("class_colors", {})))
 
     @property
@@ -104,3 +104,34 @@ class SupportSet:
                 f"class {c.name} ({c.value}) is painted on {len(c.slices)} slice(s); "
                 f"backend {backend} needs at least {minimum} per class"
             )
+
+
+# ----------------------------------------------------------------------------- corrections as support
+# Every front end's "Re-adapt" does this: slices the user corrected in a prediction become support.
+
+
+def changed_slices(before: np.ndarray, after: np.ndarray, axis: int) -> set[int]:
+    """Indices along ``axis`` of the slices where two label arrays differ."""
+    if before.shape != after.shape:
+        raise InputError("the prediction layer changed shape; run 'Adapt and segment' again")
+    other_axes = tuple(a for a in range(before.ndim) if a != axis)
+    return {int(s) for s in np.flatnonzero(np.any(before != after, axis=other_axes))}
+
+
+def merge_reviewed(
+    support: Volume, prediction: np.ndarray, reviewed: Iterable[int], axis: int
+) -> tuple[Volume, list[int]]:
+    """The support labels with each reviewed slice taken from the (corrected) prediction.
+
+    Returns the merged labels and the reviewed slices that hold no class (known empty for every class).
+    The support volume itself is never changed.
+    """
+    merged = support.array.copy()
+    empty = []
+    where: list[slice | int] = [slice(None)] * 3
+    for index in sorted(set(reviewed)):
+        where[axis] = index
+        merged[tuple(where)] = prediction[tuple(where)]
+        if not np.any(merged[tuple(where)]):
+            empty.append(index)
+    return support.with_array(merged), empty

@@ -13,8 +13,9 @@ from napari_fewshot3d._layer_io import (
     labels_layer_kwargs,
     volume_to_layer_data,
 )
-from napari_fewshot3d._session import changed_slices, format_class_names, merge_reviewed, parse_class_names
+from napari_fewshot3d._session import format_class_names, parse_class_names
 from napari_fewshot3d.errors import InputError
+from napari_fewshot3d.support import changed_slices, merge_reviewed
 from napari_fewshot3d.volume import Volume
 
 from .conftest import oblique_affine
