@@ -50,6 +50,7 @@ class EmbeddingCache:
         self.memory_volumes = memory_volumes
         self.use_disk = use_disk
         self._memory: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()
+        self._decoded: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -104,3 +105,18 @@ class EmbeddingCache:
     def clear_memory(self) -> None:
         with self._lock:
             self._memory.clear()
+            self._decoded.clear()
+
+    # Decoded masks: the decoder is deterministic given (slice embedding, prompt), and after a correction
+    # most slices are prompted with the same box as before, so re-adapting decodes only what changed.
+    MAX_DECODED = 4096
+
+    def get_decoded(self, key: str, index: int, prompt: bytes) -> np.ndarray | None:
+        with self._lock:
+            return self._decoded.get((key, index, prompt))
+
+    def put_decoded(self, key: str, index: int, prompt: bytes, mask: np.ndarray) -> None:
+        with self._lock:
+            self._decoded[(key, index, prompt)] = mask
+            while len(self._decoded) > self.MAX_DECODED:
+                self._decoded.popitem(last=False)

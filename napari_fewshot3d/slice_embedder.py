@@ -143,8 +143,13 @@ class SliceEmbedder:
         box = self.box_in_model(mask)
         if box is None:
             return None
-        embedding = self.cache.get(self.key, index)
-        if embedding is None:
-            embedding = self.get([index])[index]
-        logits = self.model.decode(embedding.astype(np.float32), box[None])[0]
-        return self._from_view(self.letterbox.mask_to_slice(logits)) > 0
+        prompt = box.tobytes()
+        refined = self.cache.get_decoded(self.key, index, prompt)
+        if refined is None:
+            embedding = self.cache.get(self.key, index)
+            if embedding is None:
+                embedding = self.get([index])[index]
+            logits = self.model.decode(embedding.astype(np.float32), box[None])[0]
+            refined = self._from_view(self.letterbox.mask_to_slice(logits)) > 0
+            self.cache.put_decoded(self.key, index, prompt, refined)
+        return refined.copy()

@@ -22,6 +22,7 @@ from napari_fewshot3d.bench import (
     evaluate_run,
     find_cases,
     make_support,
+    one_correction,
 )
 from napari_fewshot3d.bench_metrics import dice_score, hd95_mm, score
 from napari_fewshot3d.bench_report import write_report
@@ -170,9 +171,27 @@ def test_a_run_is_timed_and_scored_per_structure() -> None:
     assert row["status"] == "ok" and row["painted_slices"] == [12, 17]
     assert row["dice"] == pytest.approx(2 * 2 / 12, abs=1e-6) and row["dice_unpainted"] == 0.0
     assert row["hd95_mm"] is not None and row["warm_matches_cold"] is True
-    for key in ("embed_s", "adapt_s", "segment_s", "adapt_warm_s", "segment_warm_s", "peak_rss_mib"):
+    for key in ("embed_s", "adapt_s", "segment_s", "adapt_warm_s", "segment_warm_s", "readapt_s", "peak_rss_mib"):
         assert row[key] is not None and row[key] >= 0, key
     assert set(np.unique(prediction)) == {0, 1}
+    # One corrected slice (the first of the wrong, unpainted ones) is kept as painted: 2 + 1 of 10 slices right.
+    assert row["corrected_slices"] == [10] and row["dice_corrected"] == pytest.approx(2 * 3 / 13, abs=1e-6)
+
+
+def test_one_correction_paints_the_worst_slice_and_declares_a_leak_slice_empty() -> None:
+    reference = Volume(slab(10, 19), np.eye(4))
+    support = make_support(reference, [("organ", 1)], AXIAL, 2, seed=None)
+    prediction = support.labels.array.copy()
+    prediction[:, :, 12:18] = reference.array[:, :, 12:18]
+    prediction[:, :, 25] = 1  # a leak: 36 wrong voxels, more than any missed slice (16)
+    corrected = one_correction(support, prediction, reference)
+    assert corrected.empty_slices == (25,) and corrected.negative_slices(1) == (12, 17, 25)
+    prediction[:, :, 25] = 0
+    corrected = one_correction(support, prediction, reference)
+    assert corrected.get(1).slices == (10, 12, 17)
+    assert np.array_equal(corrected.labels.array[:, :, 10], reference.array[:, :, 10])
+    assert not support.labels.array[:, :, 10].any()  # the original support is untouched
+    assert one_correction(support, reference.array, reference) is None
 
 
 def test_a_failed_run_is_a_row_with_its_error() -> None:

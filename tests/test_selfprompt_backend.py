@@ -63,13 +63,22 @@ def test_multiclass_segmentation_beats_fill_between_slices(slab, adapted):
         np.testing.assert_array_equal(result.array[:, :, s], support.labels.array[:, :, s])
 
 
-def test_readapting_reuses_cached_embeddings(slab, adapted):
+def test_readapting_reuses_cached_embeddings_and_decodes(slab, adapted, monkeypatch):
     image, _ = slab
-    support, first, _ = adapted
+    support, first, model = adapted
+    decodes = []
+    original = type(model_of(model)).decode
+    monkeypatch.setattr(type(model_of(model)), "decode", lambda *a, **kw: decodes.append(1) or original(*a, **kw))
     before = ENCODE_CLOCK.slices
     again, _ = engine.run(image, support, "selfprompt-sam", "cpu")
-    assert ENCODE_CLOCK.slices == before
+    assert ENCODE_CLOCK.slices == before and not decodes  # same painting: same boxes, nothing recomputed
     np.testing.assert_array_equal(again.array, first.array)
+
+
+def model_of(adapted_model):
+    from napari_fewshot3d.backends.selfprompt_sam import load_model
+
+    return load_model("cpu", adapted_model.checkpoint, adapted_model.model_type)
 
 
 def test_saved_model_applies_to_a_volume_without_painting(tmp_path, slab, adapted):

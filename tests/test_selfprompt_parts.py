@@ -43,6 +43,33 @@ def test_head_separates_classes_and_round_trips_as_arrays():
     np.testing.assert_allclose(again.predict(embedding), head.predict(embedding), atol=1e-6)
 
 
+
+def test_a_warm_started_head_reaches_the_same_fit():
+    rng = np.random.default_rng(2)
+    d, n = 16, 12
+    truth = np.zeros((n, n), bool)
+    truth[2:9, 3:10] = True
+    slices = []
+    for shift in (0.0, 0.5, 1.0):
+        embedding = rng.normal(loc=shift, size=(d, n, n)).astype(np.float32)
+        embedding[1][truth] += 2.0
+        slices.append(cell_samples(embedding, truth.astype(float), np.ones((n, n), bool)))
+    everything = fit_head({3: slices})
+    cold = fit_head({3: slices[:2]})
+    warm = fit_head({3: slices[:2]}, start=everything)  # another standardisation: converted, not copied
+    assert not np.allclose(everything.mean, cold.mean)
+    np.testing.assert_allclose(warm.predict(embedding), cold.predict(embedding), atol=2e-3)
+
+
+def test_decoded_masks_are_remembered_per_slice_and_prompt():
+    cache = EmbeddingCache(use_disk=False)
+    mask = np.eye(4, dtype=bool)
+    cache.put_decoded("volume", 5, b"box", mask)
+    assert cache.get_decoded("volume", 5, b"box") is mask
+    assert cache.get_decoded("volume", 5, b"other box") is None and cache.get_decoded("volume", 6, b"box") is None
+    cache.clear_memory()  # a cold benchmark run starts from nothing
+    assert cache.get_decoded("volume", 5, b"box") is None
+
 def test_continue_structure_drops_far_components_and_limits_growth():
     reference = np.zeros((30, 30), bool)
     reference[10:16, 10:16] = True

@@ -78,7 +78,8 @@ class SelfPromptSamBackend(Backend):
         task.report(0.9, "choosing refinement per class")
         growth = growth_px(volume, support.axis, embedder)
         refine = {
-            c.value: refinement_helps(embedder, support, samples, c.value, embeddings, growth) for c in support.classes
+            c.value: refinement_helps(embedder, support, samples, c.value, embeddings, growth, head)
+            for c in support.classes
         }
         task.report(1.0, "adapted")
         return SelfPromptModel(
@@ -146,6 +147,7 @@ def refinement_helps(
     value: int,
     embeddings: dict[int, np.ndarray],
     growth: float,
+    head: CellHead | None = None,
     max_folds: int = 3,
 ) -> bool:
     """Does SAM's refinement reproduce this class's painted slices better than the coarse head?
@@ -163,8 +165,8 @@ def refinement_helps(
     coarse_scores, refined_scores = [], []
     for held_out in folds:
         train = [sample for s, sample in samples[value].items() if s != held_out]
-        head = fit_head({value: train})
-        coarse = embedder.cells_to_slice(head.predict(embeddings[held_out])[0]) > 0.5
+        fold_head = fit_head({value: train}, start=head)
+        coarse = embedder.cells_to_slice(fold_head.predict(embeddings[held_out])[0]) > 0.5
         # As tracking would see it: only what continues the structure from its neighbour (here: the painting).
         coarse = continue_structure(coarse, truths[held_out], growth)
         refined = embedder.refine(held_out, coarse)
