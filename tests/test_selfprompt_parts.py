@@ -43,7 +43,6 @@ def test_head_separates_classes_and_round_trips_as_arrays():
     np.testing.assert_allclose(again.predict(embedding), head.predict(embedding), atol=1e-6)
 
 
-
 def test_a_warm_started_head_reaches_the_same_fit():
     rng = np.random.default_rng(2)
     d, n = 16, 12
@@ -69,6 +68,7 @@ def test_decoded_masks_are_remembered_per_slice_and_prompt():
     assert cache.get_decoded("volume", 5, b"other box") is None and cache.get_decoded("volume", 6, b"box") is None
     cache.clear_memory()  # a cold benchmark run starts from nothing
     assert cache.get_decoded("volume", 5, b"box") is None
+
 
 def test_continue_structure_drops_far_components_and_limits_growth():
     reference = np.zeros((30, 30), bool)
