@@ -6,13 +6,12 @@ and calls the engine verbs in worker threads (``_jobs``); no segmentation logic 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -29,6 +28,7 @@ from ._jobs import EMBED, JobRunner, describe_error
 from ._layer_io import class_info, layer_to_volume
 from ._reader import labels_layer_data
 from ._session import Session, format_class_names, parse_class_names
+from ._widget_files import FileActions
 from .backends import DEFAULT_BACKEND, Backend, available_backends, get_backend
 from .errors import InputError
 from .volume import Volume
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 _NO_LAYER = "(none)"
 
 
-class FewShotWidget(QWidget):
+class FewShotWidget(FileActions, QWidget):
     """Few-shot 3D segmentation of the chosen image from a few painted slices."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
@@ -249,6 +249,12 @@ class FewShotWidget(QWidget):
     def busy(self) -> bool:
         return self.jobs.busy
 
+    def event(self, event: QEvent) -> bool:
+        """Closing the dock takes the widget out of the window: stop any work whose result nobody would see."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.jobs.job is not None:
+            self.jobs.cancel()
+        return super().event(event)
+
     # ------------------------------------------------------------------ actions
 
     def new_support_layer(self) -> Any:
@@ -345,65 +351,3 @@ class FewShotWidget(QWidget):
             self.reset_choices()
         self._say(f"Accepted into {self.accepted_layer.name!r}. Export it to a file with 'Export…'.")
         return self.accepted_layer
-
-    def export(self, path: str | Path | None = None) -> Path | None:
-        """Write the accepted segmentation (else the prediction) on the source grid and geometry."""
-        from .volume_io import write_labels
-
-        shown = [lay for lay in (self.accepted_layer, self.prediction_layer) if self._shown(lay)]
-        layer = shown[0] if shown else None
-        if layer is None:
-            return self._fail(InputError("nothing to export: run 'Adapt and segment' first"))
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Export labels", f"{layer.name}.seg.nrrd", "Labels (*.seg.nrrd *.nii.gz *.nii *.nrrd)"
-            )
-            if not path:
-                return None
-        try:
-            volume = layer_to_volume(layer)
-            names, colors = class_info(layer.metadata)
-            written = write_labels(volume, path, names, colors)
-        except InputError as exc:
-            return self._fail(exc)
-        self.jobs.say_info(f"wrote {written}")
-        return written
-
-    def save_model(self, path: str | Path | None = None) -> Path | None:
-        """Save the last adapted model, to apply it to other volumes of the same kind."""
-        model = self.session.model if self.session else None
-        if model is None:
-            return self._fail(InputError("no adapted model yet: run 'Adapt and segment' first"))
-        if not get_backend(model.backend_name).can_save:
-            return self._fail(InputError(f"backend {model.backend_name} learns nothing that could be saved"))
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.fewshot3d.zip", "Models (*.zip)")
-            if not path:
-                return None
-        try:
-            written = engine.save_model(model, path)
-        except InputError as exc:
-            return self._fail(exc)
-        self.jobs.say_info(f"saved model to {written}")
-        return written
-
-    def load_model_and_apply(self, path: str | Path | None = None) -> None:
-        """Segment the chosen image with a model saved earlier (on this or another volume)."""
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "Models (*.zip);;All files (*)")
-            if not path:
-                return
-        try:
-            image = self.image_volume()
-            model = engine.load_model(path)
-            session = self._current_session(image)
-        except InputError as exc:
-            return self._fail(exc)
-        device = self.device_combo.currentText()
-
-        def done(result: Volume) -> None:
-            self._show_prediction(result, model.class_names, {})
-            session.record(result, model, fresh=True)
-            self._say(f"Applied {Path(path).name} ({model.backend_name}).")
-
-        self.jobs.start("apply model", lambda task: engine.segment(model, image, device=device, progress=task), done)

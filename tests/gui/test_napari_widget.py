@@ -65,6 +65,8 @@ def test_adapt_segment_accept_export(qtbot, make_widget, ct_case, tmp_path):
     accepted = widget.accept()
     np.testing.assert_array_equal(accepted.data, widget.prediction_layer.data)
     written = widget.export(tmp_path / "liver.seg.nrrd")
+    wait_idle(qtbot, widget)  # written by a worker: the GUI stays free meanwhile
+    assert widget.jobs.last_message == f"wrote {written}"
     again = read_labels(written)
     np.testing.assert_array_equal(again.array, layer_volume(accepted).array)
     np.testing.assert_allclose(again.affine, ref.affine, atol=1e-4)
@@ -104,6 +106,24 @@ def test_cancel_mid_run_stops_it_and_shows_no_prediction(qtbot, make_widget, ct_
     assert not any("prediction" in layer.name for layer in viewer.layers)
     assert "cancelled" in widget.jobs.last_message
     assert not widget.cancel_button.isEnabled()
+
+
+def test_closing_the_dock_cancels_the_running_job(qtbot, make_widget, ct_case, fake_backends):
+    viewer, widget, _, _ = start_liver_run(qtbot, make_widget, ct_case, backend="slow-test")
+    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=20_000)
+    started = time.perf_counter()
+    viewer.window.remove_dock_widget(widget)  # what the dock's close button does
+    wait_idle(qtbot, widget, seconds=10)
+    assert time.perf_counter() - started < _fake_backends.SLOW_SECONDS / 2
+    assert widget.prediction_layer is None and "cancelled" in widget.jobs.last_message
+
+
+def test_a_bad_export_path_is_refused_before_any_work(qtbot, make_widget, ct_case, tmp_path, fake_backends):
+    viewer, widget, _, _ = start_liver_run(qtbot, make_widget, ct_case, backend="range-test")
+    wait_idle(qtbot, widget)
+    assert widget.export(tmp_path / "no such folder" / "liver.nii.gz") is None
+    assert "no such folder" in widget.jobs.last_message and not widget.busy
+    assert widget.export(tmp_path / "liver.txt") is None
 
 
 def test_bad_states_get_a_clear_message_and_no_result(qtbot, make_widget, ct_case, tmp_path, monkeypatch):
@@ -162,6 +182,7 @@ def test_save_model_then_load_and_apply(qtbot, make_widget, ct_case, tmp_path, f
     wait_idle(qtbot, widget)
     first = layer_volume(widget.prediction_layer).array.copy()
     model_file = widget.save_model(tmp_path / "liver.zip")
+    wait_idle(qtbot, widget)
     assert model_file is not None and model_file.is_file(), widget.jobs.last_message
     viewer.layers.remove(widget.prediction_layer)
     widget.load_model_and_apply(model_file)
