@@ -264,30 +264,28 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.startJob("apply model", work, finish)
 
     def onSaveModel(self) -> None:
-        path = qt.QFileDialog.getSaveFileName(
-            slicer.util.mainWindow(), "Save the adapted model", "model.fewshot3d.zip", "Few-shot 3D models (*.zip)"
-        )
-        if not path:
-            return
-        try:
-            self.say(f"Saved the model to {self.logic.saveModel(path)}.")
-        except Exception as exc:
-            self.fail("save model", exc)
+        models = "Few-shot 3D models (*.zip)"
+        self._writeFile("save model", "Save the adapted model", "model.fewshot3d.zip", models, self.logic.saveModel)
 
     def onExport(self) -> None:
         p = self._parameterNode
-        path = qt.QFileDialog.getSaveFileName(
-            slicer.util.mainWindow(),
+        self._writeFile(
+            "export",
             "Export the output segmentation",
             f"{p.outputSegmentation.GetName()}.seg.nrrd",
             "Slicer segmentation (*.seg.nrrd);;NIfTI labels (*.nii.gz)",
+            lambda path: self.logic.exportSegmentation(p.outputSegmentation, p.inputVolume, path),
         )
+
+    def _writeFile(self, kind: str, title: str, default: str, filters: str, write) -> None:
+        """Ask where, then ``write(path)``; a failure goes to a message box and the log."""
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), title, default, filters)
         if not path:
             return
         try:
-            self.say(f"Wrote {self.logic.exportSegmentation(p.outputSegmentation, p.inputVolume, path)}.")
+            self.say(f"Wrote {write(path)}.")
         except Exception as exc:
-            self.fail("export", exc)
+            self.fail(kind, exc)
 
     def onCancel(self) -> None:
         if self.job is not None:

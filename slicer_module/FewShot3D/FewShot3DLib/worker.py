@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from napari_fewshot3d.errors import Cancelled, InputError
+from napari_fewshot3d.errors import Cancelled, InputError, describe
 from napari_fewshot3d.progress import CancelToken, Task
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,11 @@ class JobStatus:
 
 def describe_error(exc: BaseException) -> str:
     """What a user reads for a failed job: their own mistake, memory, or a bug to report (with the log)."""
-    if isinstance(exc, InputError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory: crop the volume (Crop Volume module), close other data, or choose the cpu device"
-    return f"unexpected failure ({type(exc).__name__}: {exc}); the Python console and the log have the details"
+    return describe(
+        exc,
+        "crop the volume (Crop Volume module), close other data, or choose the cpu device",
+        "the Python console and the log have the details",
+    )
 
 
 class BackgroundJob:
