@@ -14,7 +14,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, describe
 from .progress import CancelToken, Task
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,9 @@ def notify_info(message: str) -> None:
 
 def describe_error(exc: BaseException) -> str:
     """The message a user sees for a failed job: their own mistake, memory, or a bug to report."""
-    if isinstance(exc, InputError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory: close other layers or programs, crop the image, or use a smaller backend"
-    return f"unexpected failure ({type(exc).__name__}: {exc}); see the terminal for details"
+    return describe(
+        exc, "close other layers or programs, crop the image, or use a smaller backend", "see the terminal for details"
+    )
 
 
 @dataclass

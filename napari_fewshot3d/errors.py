@@ -7,3 +7,13 @@ class InputError(Exception):
 
 class Cancelled(Exception):
     """The user cancelled a long operation; nothing was written."""
+
+
+def describe(exc: BaseException, out_of_memory: str, details: str) -> str:
+    """What a front end shows for a failed job: the user's own mistake as is, memory with the front end's advice,
+    anything else as a bug, saying where that front end put its details."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"out of memory: {out_of_memory}"
+    return f"unexpected failure ({type(exc).__name__}: {exc}); {details}"
