@@ -332,6 +332,8 @@ class FewShotWidget(FileActions, QWidget):
             kwargs["opacity"] = 0.5
             self.prediction_layer = self.viewer.add_labels(data, **kwargs)
             self.reset_choices()
+        if names:  # a correction painted with the brush's default label 1 would add a class nobody asked for
+            self.prediction_layer.selected_label = min(names)
 
     def accept(self) -> Any:
         """Copy the prediction (with the user's corrections) into the final labels layer."""

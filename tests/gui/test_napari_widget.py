@@ -57,6 +57,7 @@ def test_adapt_segment_accept_export(qtbot, make_widget, ct_case, tmp_path):
     prediction = layer_volume(widget.prediction_layer)
     np.testing.assert_array_equal(prediction.affine, ref.affine)
     assert widget.prediction_layer.metadata["fewshot3d"]["class_names"] == {LIVER: "liver"}
+    assert widget.prediction_layer.selected_label == LIVER  # corrections paint the liver, not a new class 1
     assert "Prediction ready" in widget.status_label.text()
 
     assert widget.save_model(tmp_path / "m.zip") is None
