@@ -76,6 +76,7 @@ def fine_tune(network: Any, sampler: Any, schedule: Schedule, device: str, task:
     smoothed = best = float("nan")
     since_best, step, stopped_by = 0, 0, "max_steps"
     while step < schedule.max_steps:
+        task.check()
         elapsed = time.perf_counter() - started
         if elapsed >= schedule.max_seconds:
             stopped_by = "max_seconds"
