@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from .backend_args import options_from_args, route_options
 from .backends import DEFAULT_BACKEND, Backend, available_backends, get_backend
 from .bench_metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
 from .cache import CACHE_ENV
@@ -91,11 +92,17 @@ class BenchConfig:
     multiclass: bool = False
     save_predictions: bool = False
     quiet: bool = False
+    #: Backend options (``--weights`` ...), each given to the backends that take it.
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchConfig:
-        values = {f.name: getattr(args, f.name) for f in fields(cls)}
-        return cls(**values | {"data": Path(args.data), "out": Path(args.out), "k": list(dict.fromkeys(args.k))})
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "backend_options"}
+        return cls(
+            **values
+            | {"data": Path(args.data), "out": Path(args.out), "k": list(dict.fromkeys(args.k))}
+            | {"backend_options": options_from_args(args)}
+        )
 
 
 @dataclass
@@ -323,8 +330,8 @@ def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tupl
 def _validate(config: BenchConfig) -> tuple[list[str], str]:
     """Everything that can be checked before the first run, so that bad input writes nothing."""
     backends = list(dict.fromkeys([BASELINE, *config.backends]))
-    for name in backends:
-        get_backend(name)
+    for name, options in route_options(backends, config.backend_options).items():
+        get_backend(name, **options)
     device = engine.resolve_device(config.device)
     if config.axis not in AXIS_NAMES:
         raise InputError(f"unknown axis {config.axis!r}: choose axial, coronal or sagittal")
@@ -412,7 +419,8 @@ class _Runner:
         self.image = read_image(case.image_path)
         self.reference = resample_onto_grid(case.reference, self.image, what=f"{case.name} reference labels")
         self.axis = self.image.slicing_axis(self.config.axis)
-        self.backends = {name: get_backend(name) for name in self.backend_names}
+        options = route_options(self.backend_names, self.config.backend_options)
+        self.backends = {name: get_backend(name, **options[name]) for name in self.backend_names}
         for backend in self.backends.values():
             backend.forget_embeddings()  # each case's first run is cold
         self.embedded: set[str] = set()

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .backend_args import add_backend_arguments, options_from_args, route_options
 from .backends import DEFAULT_BACKEND, available_backends, get_backend
 from .bench import BenchConfig, add_bench_arguments, run_bench
 from .engine import DEVICES, load_model, resolve_device, run, save_model, segment
 from .errors import Cancelled, InputError
+from .pretrain_cli import add_pretrain_arguments, cmd_pretrain
 from .support import SupportSet
 from .volume import AXIS_NAMES, resample_onto_grid
 from .volume_io import check_writable, read_image, read_labels, write_labels
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--axis", default="axial", help="slicing axis of the painted slices: axial, coronal, sagittal")
     seg.add_argument("--save-model", metavar="MODEL", help="also save the adapted model, for `fewshot3d apply`")
     seg.add_argument("--quiet", action="store_true", help="no progress output")
+    add_backend_arguments(seg)
 
     app = commands.add_parser("apply", help="segment a volume with a saved adapted model")
     app.add_argument("model", help="model file written by `segment --save-model`")
@@ -98,11 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmark backends on cases with reference labels (GUIDE §5)")
     add_bench_arguments(bench)
+    add_backend_arguments(bench)
+
+    pre = commands.add_parser("pretrain", help="Volume Fusion self-supervised pretraining of Swin-UNETR weights")
+    add_pretrain_arguments(pre)
+    _add_device(pre)
     return parser
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
-    backend = get_backend(args.backend)
+    backend = get_backend(args.backend, **route_options([args.backend], options_from_args(args))[args.backend])
     device = resolve_device(args.device)
     if args.axis not in AXIS_NAMES:
         raise InputError(f"unknown axis {args.axis!r}: choose axial, coronal or sagittal")
@@ -167,7 +175,7 @@ def _check_model_writable(path: str) -> None:
         raise InputError(f"{path}: model file is not writable")
 
 
-COMMANDS = {"segment": cmd_segment, "apply": cmd_apply, "demo": cmd_demo, "bench": cmd_bench}
+COMMANDS = {"segment": cmd_segment, "apply": cmd_apply, "demo": cmd_demo, "bench": cmd_bench, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except InputError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             f"error: unexpected failure ({type(exc).__name__}: {exc}); rerun with FEWSHOT3D_DEBUG=1 for details\n"
         )
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """The backend registry. Backends are imported only when used, so the CLI starts fast and a
-backend's heavy dependencies (ITK, torch) are loaded only by those who choose it."""
+backend's heavy dependencies (ITK, torch, MONAI) are loaded only by those who choose it.
+
+Backends take their options as keyword arguments of their constructor (``get_backend("swin-unetr",
+weights=PATH)``); :func:`backend_options` lists them, so that front ends can check and route options
+without knowing each backend."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+from typing import Any
 
 from ..errors import InputError
 from .base import AdaptedModel, Backend
@@ -12,6 +18,7 @@ from .base import AdaptedModel, Backend
 _REGISTRY: dict[str, str] = {
     "interpolate": "napari_fewshot3d.backends.interpolate:InterpolateBackend",
     "selfprompt-sam": "napari_fewshot3d.backends.selfprompt_sam:SelfPromptSamBackend",
+    "swin-unetr": "napari_fewshot3d.backends.swin_unetr:SwinUnetrBackend",
 }
 
 #: What `fewshot3d segment` uses when no --backend is given.
@@ -27,12 +34,34 @@ def register_backend(name: str, target: str) -> None:
     _REGISTRY[name] = target
 
 
-def get_backend(name: str) -> Backend:
+def _backend_class(name: str) -> type[Backend]:
     if name not in _REGISTRY:
         raise InputError(f"unknown backend {name!r}: choose one of {', '.join(available_backends())}")
     module_name, class_name = _REGISTRY[name].split(":")
-    backend = getattr(importlib.import_module(module_name), class_name)()
-    return backend
+    return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["AdaptedModel", "Backend", "DEFAULT_BACKEND", "available_backends", "get_backend", "register_backend"]
+def backend_options(name: str) -> set[str]:
+    """The keyword options a backend's constructor takes."""
+    parameters = inspect.signature(_backend_class(name).__init__).parameters
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters.values() if p.name != "self" and p.kind in kinds}
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """A fresh backend; ``options`` go to its constructor, and one it does not take is an input error."""
+    unknown = sorted(set(options) - backend_options(name)) if options else []
+    if unknown:
+        raise InputError(f"backend {name} takes no option {', '.join(unknown)}")
+    return _backend_class(name)(**options)
+
+
+__all__ = [
+    "AdaptedModel",
+    "Backend",
+    "DEFAULT_BACKEND",
+    "available_backends",
+    "backend_options",
+    "get_backend",
+    "register_backend",
+]

@@ -1,0 +1,47 @@
+"""Backend options on the command line (`segment` and `bench` share them), routed to the backends that take them.
+
+An option goes to every chosen backend whose constructor takes it; one that no chosen backend takes is an
+input error, so that a typo or a wrong backend never silently runs without the user's option.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from .backends import backend_options
+from .errors import InputError
+
+#: command-line flag -> backend keyword
+FLAGS = {
+    "weights": "--weights",
+    "feature_size": "--feature-size",
+    "max_steps": "--max-steps",
+    "max_seconds": "--max-seconds",
+}
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("backend options (swin-unetr)")
+    group.add_argument(
+        "--weights", metavar="PATH", help="starting weights: MONAI's model_swinvit.pt or a `fewshot3d pretrain` output"
+    )
+    group.add_argument("--feature-size", type=int, metavar="N", help="network width, a multiple of 12 (CPU 12, GPU 48)")
+    group.add_argument("--max-steps", type=int, metavar="N", help="fine-tuning steps at most")
+    group.add_argument("--max-seconds", type=float, metavar="S", help="fine-tuning time budget in seconds")
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The backend options the user set (unset ones are left to each backend's defaults)."""
+    return {key: getattr(args, key) for key in FLAGS if getattr(args, key, None) is not None}
+
+
+def route_options(backends: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per backend, the options it takes; an option none of them takes is an input error."""
+    taken = {name: backend_options(name) for name in backends}
+    for key in options:
+        if not any(key in keys for keys in taken.values()):
+            flag = FLAGS.get(key, key)
+            raise InputError(f"{flag} is not an option of {', '.join(backends)} (it is one of swin-unetr's)")
+    return {name: {k: v for k, v in options.items() if k in taken[name]} for name in backends}
