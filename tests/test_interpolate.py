@@ -10,6 +10,8 @@ from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.protocol import dice, paint_slices
 from napari_fewshot3d.support import SupportSet
 
+from .conftest import ct_slab
+
 pytestmark = pytest.mark.slow  # ITK's first import takes ~20 s
 
 
@@ -34,3 +36,16 @@ def test_one_painted_slice_is_refused(blob_volume):
     support = SupportSet.from_labels(labels.with_array(painted), 2)
     with pytest.raises(InputError, match="needs at least 2"):
         engine.run(image, support, "interpolate", "cpu")
+
+
+def test_two_neighbouring_painted_slices_do_not_leave_other_gaps_empty():
+    """A correction next to a painted slice (as after one round of review) must not undo the filling elsewhere."""
+    image, reference = ct_slab(80, 112)
+    spleen = (reference.array == 1).astype(np.uint8)
+    painted = np.zeros_like(spleen)
+    for s in (6, 16, 26, 27):  # slices 86, 96, 106, 107 of the CT
+        painted[:, :, s] = spleen[:, :, s]
+    support = SupportSet.from_labels(reference.with_array(painted), "axial")
+    result, _ = engine.run(image, support, "interpolate", "cpu")
+    assert all(np.any(result.array[:, :, s] == 1) for s in range(6, 28))
+    assert dice(result.array == 1, spleen == 1) > 0.8

@@ -55,18 +55,53 @@ def _itk():
 
 
 def interpolate_between_slices(labels: np.ndarray, axis: int, task: Task | None = None) -> np.ndarray:
-    """Fill the slices between painted ones along ``axis`` for every label value."""
+    """Fill the slices between painted ones along ``axis`` for every label value.
+
+    ITK's filter is run on one pair of neighbouring painted slices at a time: given all of them at
+    once, two painted slices next to each other make it skip other gaps entirely (measured on the CT
+    spleen: slices 86, 96, 106 give Dice 0.78, adding slice 107 left 97–105 empty, Dice 0.52).
+    """
     itk = _itk()
     task = task or Task()
-    dtype = np.uint8 if labels.max() <= 255 else np.uint16
+    result = labels.copy()
+    gaps = [
+        (value, lower, upper)
+        for value in np.unique(labels[labels > 0])
+        for lower, upper in _painted_pairs(labels == value, axis)
+        if upper - lower > 1
+    ]
+    for n, (value, lower, upper) in enumerate(gaps):
+        task.report(0.05 + 0.95 * n / len(gaps), "interpolating between painted slices")
+        pair = np.zeros(labels.shape, np.uint8)
+        for index in (lower, upper):
+            _slab(pair, axis, index)[...] = _slab(labels, axis, index) == value
+        filled = _interpolate_labels(itk, pair, axis)
+        for index in range(lower + 1, upper):
+            out = _slab(result, axis, index)
+            out[(_slab(filled, axis, index) > 0) & (out == 0)] = value
+    task.report(1.0, "interpolated")
+    return result
+
+
+def _painted_pairs(mask: np.ndarray, axis: int) -> list[tuple[int, int]]:
+    other = tuple(a for a in range(3) if a != axis)
+    painted = np.flatnonzero(mask.any(axis=other))
+    return list(zip(painted[:-1].tolist(), painted[1:].tolist(), strict=True))
+
+
+def _slab(array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    where: list = [slice(None)] * 3
+    where[axis] = index
+    return array[tuple(where)]
+
+
+def _interpolate_labels(itk, labels: np.ndarray, axis: int) -> np.ndarray:
+    """ITK's morphological contour interpolation of one labels volume along ``axis``."""
     # ITK's axis 0 is the fastest-varying one: hand it (k, j, i) so its axes equal ours. A copy, not a
     # view: ITK must own its input for the whole filter run.
-    image = itk.image_from_array(np.ascontiguousarray(labels.astype(dtype).transpose(2, 1, 0)))
+    image = itk.image_from_array(np.ascontiguousarray(labels.transpose(2, 1, 0)))
     interpolator = itk.MorphologicalContourInterpolator.New(image)
     interpolator.SetAxis(int(axis))
     interpolator.SetUseDistanceTransform(True)
-    task.report(0.05, "interpolating between painted slices")
     interpolator.Update()
-    task.report(1.0, "interpolated")
-    result = itk.array_from_image(interpolator.GetOutput()).transpose(2, 1, 0)
-    return np.ascontiguousarray(result).astype(labels.dtype, copy=False)
+    return itk.array_from_image(interpolator.GetOutput()).transpose(2, 1, 0)

@@ -18,6 +18,7 @@ from ..head import CellHead, cell_samples, fit_head
 from ..intensity_prior import IntensityPrior, surroundings
 from ..progress import Task
 from ..protocol import dice
+from ..shape_prior import FUSIONS, choose_fusion, fuse, interpolated_slices
 from ..slice_embedder import SliceEmbedder
 from ..support import SupportSet
 from ..tracking import continue_structure, disk, track
@@ -77,14 +78,15 @@ class SelfPromptSamBackend(Backend):
         priors = {c.value: intensity_prior(embedder, support, c.value) for c in support.classes}
         task.report(0.9, "choosing refinement per class")
         growth = growth_px(volume, support.axis, embedder)
-        refine = {
-            c.value: refinement_helps(embedder, support, samples, c.value, embeddings, growth, head)
+        spacing = in_plane_spacing(volume, support.axis)
+        choices = {
+            c.value: held_out_choices(embedder, support, samples, c.value, embeddings, growth, spacing, head)
             for c in support.classes
         }
         task.report(1.0, "adapted")
         return SelfPromptModel(
             head,
-            refine,
+            {value: refine for value, (refine, _) in choices.items()},
             priors,
             support.axis,
             support.class_names,
@@ -92,6 +94,7 @@ class SelfPromptSamBackend(Backend):
             self.checkpoint,
             self.model_type,
             support,
+            {value: fusion for value, (_, fusion) in choices.items()},
         )
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
@@ -107,6 +110,7 @@ class SelfPromptSamBackend(Backend):
             meta.get("window", {}),
             meta.get("checkpoint"),
             meta.get("model_type", "vit_b"),
+            fusion={int(k): str(v) for k, v in meta.get("fusion", {}).items()},
         )
 
 
@@ -140,40 +144,64 @@ def intensity_prior(embedder: SliceEmbedder, support: SupportSet, value: int) ->
     return IntensityPrior.fit(np.concatenate(inside), np.concatenate(around))
 
 
-def refinement_helps(
+def in_plane_spacing(volume: Volume, axis: int) -> tuple[float, ...]:
+    """Voxel size (mm) of a slice along ``axis``, in the slice's array order."""
+    return tuple(float(volume.spacing[a]) for a in range(3) if a != axis)
+
+
+def held_out_choices(
     embedder: SliceEmbedder,
     support: SupportSet,
     samples: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]],
     value: int,
     embeddings: dict[int, np.ndarray],
     growth: float,
+    spacing: tuple[float, ...],
     head: CellHead | None = None,
     max_folds: int = 3,
-) -> bool:
-    """Does SAM's refinement reproduce this class's painted slices better than the coarse head?
+) -> tuple[bool, str]:
+    """Per class, from the painting itself: does SAM's refinement beat the coarse head, and should the
+    outlines interpolated between painted slices cut down or widen the result (see shape_prior)?
 
-    With two or more painted slices, each (up to ``max_folds``) is held out: the head is fitted
-    without it, and its coarse mask and the refined mask are scored against the painting. With a
-    single slice, the decoder is judged on the painted outline's own box.
+    With two or more painted slices, some are held out one at a time (up to ``max_folds`` spread
+    over the range for refinement, plus up to ``max_folds`` interior ones for the shape, which can
+    only be interpolated between two others): the head is fitted without it (starting from ``head``,
+    the fit on all of them), and each variant is scored against the painting. With a single slice,
+    the decoder is judged on the painted outline's own box and there is nothing to interpolate.
     """
-    painted = [s for s in support.get(value).slices]
+    painted = list(support.get(value).slices)
     truths = {s: support.slice_of(support.labels.array, s) == value for s in painted}
     if len(painted) == 1:
         refined = embedder.refine(painted[0], truths[painted[0]])
-        return refined is not None and dice(refined, truths[painted[0]]) >= 0.85
-    folds = [painted[i] for i in np.linspace(0, len(painted) - 1, min(max_folds, len(painted))).round().astype(int)]
-    coarse_scores, refined_scores = [], []
-    for held_out in folds:
+        return refined is not None and dice(refined, truths[painted[0]]) >= 0.85, "none"
+    spread = _evenly(painted, max_folds)
+    interior = _evenly(painted[1:-1], max_folds)
+    variants: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # held-out slice -> (coarse, refined)
+    for held_out in sorted(set(spread) | set(interior)):
         train = [sample for s, sample in samples[value].items() if s != held_out]
         fold_head = fit_head({value: train}, start=head)
         coarse = embedder.cells_to_slice(fold_head.predict(embeddings[held_out])[0]) > 0.5
         # As tracking would see it: only what continues the structure from its neighbour (here: the painting).
         coarse = continue_structure(coarse, truths[held_out], growth)
         refined = embedder.refine(held_out, coarse)
-        refined = coarse if refined is None else refined & within(coarse, embedder)
-        coarse_scores.append(dice(coarse, truths[held_out]))
-        refined_scores.append(dice(refined, truths[held_out]))
-    return float(np.mean(refined_scores)) > float(np.mean(coarse_scores))
+        variants[held_out] = (coarse, coarse if refined is None else refined & within(coarse, embedder))
+    coarse_dice = [dice(variants[s][0], truths[s]) for s in spread]
+    refined_dice = [dice(variants[s][1], truths[s]) for s in spread]
+    refine = float(np.mean(refined_dice)) > float(np.mean(coarse_dice))
+    scores: dict[str, list[float]] = {name: [] for name in FUSIONS}
+    for held_out in interior:
+        shape = interpolated_slices(truths, spacing, skip=held_out)[held_out]
+        ours = variants[held_out][1 if refine else 0]
+        for name in FUSIONS:
+            scores[name].append(dice(fuse(ours, shape, name), truths[held_out]))
+    return refine, choose_fusion(scores)
+
+
+def _evenly(items: list[int], count: int) -> list[int]:
+    """Up to ``count`` of ``items``, spread evenly, ends included."""
+    if not items:
+        return []
+    return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)]
 
 
 def within(mask: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
@@ -198,8 +226,10 @@ class SelfPromptModel(AdaptedModel):
         checkpoint: str | None,
         model_type: str,
         support: SupportSet | None = None,
+        fusion: dict[int, str] | None = None,
     ) -> None:
         self.head, self.refine, self.priors, self.axis = head, refine, priors, axis
+        self.fusion = dict(fusion or {})  # per class, how interpolated painted outlines combine (shape_prior)
         self.class_names = class_names
         self.window, self.checkpoint, self.model_type = window, checkpoint, model_type
         self.support = support  # seeds for tracking on the painted volume; never saved
@@ -208,6 +238,7 @@ class SelfPromptModel(AdaptedModel):
         meta = {
             "axis": self.axis,
             "refine": {str(k): v for k, v in self.refine.items()},
+            "fusion": {str(k): v for k, v in self.fusion.items()},
             "window": self.window,
             "checkpoint": self.checkpoint,
             "model_type": self.model_type,
@@ -257,7 +288,9 @@ class SelfPromptModel(AdaptedModel):
                 on_wave,
             )
         labels = np.zeros(volume.shape, np.uint16)
-        self._assemble(labels, masks, embedder, probabilities, task.sub(0.7, 1.0))
+        spacing = in_plane_spacing(volume, self.axis)
+        shapes = {value: interpolated_slices(seeds[value][0], spacing) for value in self.head.values}
+        self._assemble(labels, masks, shapes, embedder, probabilities, task.sub(0.7, 1.0))
         return labels
 
     def _seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, task: Task):
@@ -281,19 +314,23 @@ class SelfPromptModel(AdaptedModel):
             seeds[value] = ({best: probs[best][row] > 0.5} if area[best] > 0 else {}, ())
         return seeds
 
-    def _assemble(self, labels, masks, embedder: SliceEmbedder, probabilities, task: Task) -> None:
-        """Refine where it helps, then write classes into the label volume; overlaps go to the most confident."""
+    def _assemble(self, labels, masks, shapes, embedder: SliceEmbedder, probabilities, task: Task) -> None:
+        """Refine where it helps, combine with the interpolated painted outlines where that helps, then write
+        classes into the label volume; overlaps go to the most confident."""
         best = np.zeros(labels.shape, np.float32)
         for n, value in enumerate(self.head.values):
             row = self.head.values.index(value)
-            for index, mask in masks[value].items():
-                if not mask.any():
-                    continue
+            fusion = self.fusion.get(value, "none")
+            reached = masks[value] | {i: np.zeros_like(m) for i, m in shapes[value].items() if i not in masks[value]}
+            for index, mask in sorted(reached.items()):
                 task.report(n / len(self.head.values), f"refining class {value}")
-                if self.refine.get(value) and index in probabilities:
+                if self.refine.get(value) and index in probabilities and mask.any():
                     refined = embedder.refine(index, mask)
                     if refined is not None:
                         mask = refined & within(mask, embedder)
+                mask = fuse(mask, shapes[value].get(index), fusion)
+                if not mask.any():
+                    continue
                 confidence = probabilities[index][row] if index in probabilities else np.ones(mask.shape, np.float32)
                 where: list = [slice(None)] * 3
                 where[self.axis] = index
