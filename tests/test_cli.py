@@ -140,6 +140,13 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp
             ["segment", image, "--support", support, "--backend", "interpolate", "--save-model", tmp_path / "m.fs3d"],
             "cannot save a model",
         ),
+        (["segment", image, "--support", support, "--window", "60;160"], "is not LEVEL,WIDTH"),
+        (["segment", image, "--support", support, "--window", "60,-5"], "window width must be positive"),
+        (["segment", image, "--support", support, "--sam-checkpoint", tmp_path / "sam.pth"], "sam.pth"),
+        (
+            ["segment", image, "--support", support, "--backend", "interpolate", "--window", "60,160"],
+            "--window/--modality is not an option of interpolate (it is one of selfprompt-sam's)",
+        ),
     ]
     for args, fragment in cases:
         assert_input_error(fewshot3d(*args, "--out", out), fragment)
