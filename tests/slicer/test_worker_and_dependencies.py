@@ -115,8 +115,10 @@ def test_what_is_missing_in_install_order():
     assert [(n.distribution, n.requirement) for n in old_torch] == [("torch", "torch>=2.1")]
     assert "found 2.0.1+cu118" in old_torch[0].why
     assert deps.missing(MODULE_DIR, "interpolate", _versions(torch="2.13.0+cpu", napari_fewshot3d="0.1.0")) == []
+    swin = deps.missing(MODULE_DIR, "swin-unetr", _versions(torch="2.13.0+cpu", napari_fewshot3d="0.1.0"))
+    assert [(n.distribution, n.requirement) for n in swin] == [("monai", "monai>=1.3"), ("einops", "einops>=0.6")]
     # This test environment has all of it.
-    assert deps.missing(MODULE_DIR, "selfprompt-sam") == []
+    assert deps.missing(MODULE_DIR, "selfprompt-sam") == [] and deps.missing(MODULE_DIR, "swin-unetr") == []
 
 
 def test_install_plan_prefers_the_pytorch_extension_and_pip_ensure():

