@@ -80,7 +80,7 @@ class SelfPromptSamBackend(Backend):
         growth = growth_px(volume, support.axis, embedder)
         spacing = in_plane_spacing(volume, support.axis)
         choices = {
-            c.value: held_out_choices(embedder, support, samples, c.value, embeddings, growth, spacing, head)
+            c.value: held_out_choices(embedder, support, samples, c.value, embeddings, growth, spacing, head, task=task)
             for c in support.classes
         }
         task.report(1.0, "adapted")
@@ -159,6 +159,7 @@ def held_out_choices(
     spacing: tuple[float, ...],
     head: CellHead | None = None,
     max_folds: int = 3,
+    task: Task | None = None,
 ) -> tuple[bool, str]:
     """Per class, from the painting itself: does SAM's refinement beat the coarse head, and should the
     outlines interpolated between painted slices cut down or widen the result (see shape_prior)?
@@ -177,9 +178,10 @@ def held_out_choices(
     spread = _evenly(painted, max_folds)
     interior = _evenly(painted[1:-1], max_folds)
     variants: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # held-out slice -> (coarse, refined)
+    fold_heads: dict[int, CellHead] = {}
     for held_out in sorted(set(spread) | set(interior)):
         train = [sample for s, sample in samples[value].items() if s != held_out]
-        fold_head = fit_head({value: train}, start=head)
+        fold_heads[held_out] = fold_head = fit_head({value: train}, start=head)
         coarse = embedder.cells_to_slice(fold_head.predict(embeddings[held_out])[0]) > 0.5
         # As tracking would see it: only what continues the structure from its neighbour (here: the painting).
         coarse = continue_structure(coarse, truths[held_out], growth)
@@ -190,11 +192,37 @@ def held_out_choices(
     refine = float(np.mean(refined_dice)) > float(np.mean(coarse_dice))
     scores: dict[str, list[float]] = {name: [] for name in FUSIONS}
     for held_out in interior:
+        # Both sides from the same two neighbouring painted slices, across the same gap: the shape
+        # interpolated between them, and the mask tracked from them slice by slice, as segmenting would.
         shape = interpolated_slices(truths, spacing, skip=held_out)[held_out]
-        ours = variants[held_out][1 if refine else 0]
+        ours = tracked_between(embedder, fold_heads[held_out], truths, held_out, growth, task)
+        if refine and ours.any():
+            refined = embedder.refine(held_out, ours)
+            ours = ours if refined is None else refined & within(ours, embedder)
         for name in FUSIONS:
             scores[name].append(dice(fuse(ours, shape, name), truths[held_out]))
     return refine, choose_fusion(scores)
+
+
+def tracked_between(
+    embedder: SliceEmbedder,
+    head: CellHead,
+    truths: dict[int, np.ndarray],
+    held_out: int,
+    growth: float,
+    task: Task | None,
+) -> np.ndarray:
+    """The mask tracking gives on ``held_out`` from the painted slices on either side of it, by ``head``."""
+    order = sorted(truths)
+    lower, upper = order[order.index(held_out) - 1], order[order.index(held_out) + 1]
+
+    def coarse(indices: list[int]) -> dict[int, np.ndarray]:
+        embeddings = embedder.get(indices, Task(None, task.cancel_token if task else None))
+        return {i: embedder.cells_to_slice(head.predict(embeddings[i])[0]) > 0.5 for i in indices}
+
+    outside = tuple(s for s in (lower - 1, upper + 1) if 0 <= s < embedder.n_slices)
+    masks = track(embedder.n_slices, {lower: truths[lower], upper: truths[upper]}, coarse, growth, outside)
+    return masks.get(held_out, np.zeros_like(truths[held_out]))
 
 
 def _evenly(items: list[int], count: int) -> list[int]:
