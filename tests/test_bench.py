@@ -14,15 +14,14 @@ import pytest
 
 from napari_fewshot3d import cli
 from napari_fewshot3d.backends.base import AdaptedModel, Backend
-from napari_fewshot3d.bench import (
+from napari_fewshot3d.bench import evaluate_run, one_correction
+from napari_fewshot3d.bench_cases import (
     DEFAULT_STRUCTURES,
     FALLBACK_STRUCTURES,
     choose_structures,
     default_structures,
-    evaluate_run,
     find_cases,
     make_support,
-    one_correction,
 )
 from napari_fewshot3d.bench_metrics import dice_score, hd95_mm, score
 from napari_fewshot3d.bench_report import write_report
