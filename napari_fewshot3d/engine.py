@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_file import write_atomically
 from .backends import DEFAULT_BACKEND, AdaptedModel, Backend, get_backend
 from .errors import InputError
 from .progress import CancelToken, ProgressCallback, Task
@@ -145,19 +146,15 @@ def save_model(model: AdaptedModel, path: str | os.PathLike) -> Path:
         "class_names": {str(k): v for k, v in model.class_names.items()},
         "settings": meta,
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+
+    def write(partial: Path) -> None:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("model.json", json.dumps(header, indent=1))
             for name, array in arrays.items():
                 with archive.open(f"arrays/{name}.npy", "w") as handle:
                     np.save(handle, np.asarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{path}: model could not be written ({exc.strerror or exc})") from None
-    return path
+
+    return write_atomically(path, write, "model")
 
 
 def load_model(path: str | os.PathLike) -> AdaptedModel:

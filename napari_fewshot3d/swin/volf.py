@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic_file import write_atomically
 from ..errors import InputError
 from ..progress import Task
 from .network import autocast, build_network, check_feature_size, check_patch, grad_scaler
@@ -122,13 +123,7 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     """Write next to the target, then rename: an interrupted save never leaves a broken checkpoint."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{path}: checkpoint could not be written ({exc.strerror or exc})") from None
+    write_atomically(path, lambda partial: torch.save(payload, partial), "checkpoint")
 
 
 @dataclass
