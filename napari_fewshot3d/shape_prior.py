@@ -35,16 +35,27 @@ def between(lower: np.ndarray, upper: np.ndarray, fraction: float, spacing: Sequ
     return blend < 0
 
 
-def interpolated_slices(
-    painted: dict[int, np.ndarray], spacing: Sequence[float], skip: int | None = None
-) -> dict[int, np.ndarray]:
-    """Shapes on every slice strictly between consecutive painted slices (``skip``: one painted slice ignored)."""
-    order = sorted(s for s in painted if s != skip)
+def interpolated_slices(painted: dict[int, np.ndarray], spacing: Sequence[float]) -> dict[int, np.ndarray]:
+    """Shapes on every slice strictly between consecutive painted slices."""
+    order = sorted(painted)
     shapes: dict[int, np.ndarray] = {}
     for lower, upper in zip(order, order[1:], strict=False):
         for index in range(lower + 1, upper):
             shapes[index] = between(painted[lower], painted[upper], (index - lower) / (upper - lower), spacing)
     return shapes
+
+
+def held_out_shape(painted: dict[int, np.ndarray], index: int, spacing: Sequence[float]) -> np.ndarray:
+    """The shape on painted slice ``index`` as if it had not been painted: from its painted neighbours."""
+    lower, upper = neighbours(painted, index)
+    return between(painted[lower], painted[upper], (index - lower) / (upper - lower), spacing)
+
+
+def neighbours(painted: dict[int, np.ndarray], index: int) -> tuple[int, int]:
+    """The painted slices just below and just above an interior painted slice."""
+    order = sorted(painted)
+    position = order.index(index)
+    return order[position - 1], order[position + 1]
 
 
 def fuse(mask: np.ndarray, shape: np.ndarray | None, fusion: str) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_fewshot3d.shape_prior import between, choose_fusion, fuse, interpolated_slices
+from napari_fewshot3d.shape_prior import between, choose_fusion, fuse, held_out_shape, interpolated_slices
 
 
 def disc(radius: float, size: int = 41) -> np.ndarray:
@@ -31,8 +31,8 @@ def test_shapes_fill_only_the_gaps_between_painted_slices():
     shapes = interpolated_slices(painted, (1.0, 1.0))
     assert sorted(shapes) == [3, 4, 5, 7]
     assert shapes[3].sum() < shapes[4].sum() < shapes[5].sum()
-    held_out = interpolated_slices(painted, (1.0, 1.0), skip=6)
-    assert sorted(held_out) == [3, 4, 5, 6, 7]  # slice 6 predicted from 2 and 8, as when held out
+    held_out = held_out_shape(painted, 6, (1.0, 1.0))  # slice 6 predicted from 2 and 8, as when held out
+    assert np.array_equal(held_out, interpolated_slices({2: disc(5), 8: disc(9)}, (1.0, 1.0))[6])
 
 
 def test_fusion_is_chosen_only_when_it_clearly_helps():

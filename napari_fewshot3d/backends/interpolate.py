@@ -72,13 +72,16 @@ def interpolate_between_slices(labels: np.ndarray, axis: int, task: Task | None 
     ]
     for n, (value, lower, upper) in enumerate(gaps):
         task.report(0.05 + 0.95 * n / len(gaps), "interpolating between painted slices")
-        pair = np.zeros(labels.shape, np.uint8)
-        for index in (lower, upper):
-            _slab(pair, axis, index)[...] = _slab(labels, axis, index) == value
+        # Only the slab from one painted slice to the next goes to ITK.
+        shape = list(labels.shape)
+        shape[axis] = upper - lower + 1
+        pair = np.zeros(shape, np.uint8)
+        _slab(pair, axis, 0)[...] = _slab(labels, axis, lower) == value
+        _slab(pair, axis, upper - lower)[...] = _slab(labels, axis, upper) == value
         filled = _interpolate_labels(itk, pair, axis)
         for index in range(lower + 1, upper):
             out = _slab(result, axis, index)
-            out[(_slab(filled, axis, index) > 0) & (out == 0)] = value
+            out[(_slab(filled, axis, index - lower) > 0) & (out == 0)] = value
     task.report(1.0, "interpolated")
     return result
 

@@ -18,7 +18,7 @@ from ..head import CellHead, cell_samples, fit_head
 from ..intensity_prior import IntensityPrior, surroundings
 from ..progress import Task
 from ..protocol import dice
-from ..shape_prior import FUSIONS, choose_fusion, fuse, interpolated_slices
+from ..shape_prior import FUSIONS, choose_fusion, fuse, held_out_shape, interpolated_slices, neighbours
 from ..slice_embedder import SliceEmbedder
 from ..support import SupportSet
 from ..tracking import continue_structure, disk, track
@@ -194,7 +194,7 @@ def held_out_choices(
     for held_out in interior:
         # Both sides from the same two neighbouring painted slices, across the same gap: the shape
         # interpolated between them, and the mask tracked from them slice by slice, as segmenting would.
-        shape = interpolated_slices(truths, spacing, skip=held_out)[held_out]
+        shape = held_out_shape(truths, held_out, spacing)
         ours = tracked_between(embedder, fold_heads[held_out], truths, held_out, growth, task)
         if refine and ours.any():
             refined = embedder.refine(held_out, ours)
@@ -213,8 +213,7 @@ def tracked_between(
     task: Task | None,
 ) -> np.ndarray:
     """The mask tracking gives on ``held_out`` from the painted slices on either side of it, by ``head``."""
-    order = sorted(truths)
-    lower, upper = order[order.index(held_out) - 1], order[order.index(held_out) + 1]
+    lower, upper = neighbours(truths, held_out)
 
     def coarse(indices: list[int]) -> dict[int, np.ndarray]:
         embeddings = embedder.get(indices, Task(None, task.cancel_token if task else None))
