@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.volume import Volume
+from napari_fewshot3d.volume_io import smallest_label_dtype
 
 Color = tuple[float, float, float]
 
@@ -112,7 +113,7 @@ def labels_from_segments(image: Volume, segments: Sequence[Segment], classes: Se
     """
     value_of = {c.segment_id: c.value for c in classes}
     expected = tuple(reversed(image.shape))
-    labels_kji = np.zeros(expected, dtype=np.uint8 if max(value_of.values(), default=0) <= 255 else np.uint16)
+    labels_kji = np.zeros(expected, dtype=smallest_label_dtype(max(value_of.values(), default=0)))
     for segment in segments:
         if segment.segment_id not in value_of:
             raise InputError(f"segment {segment.name!r} is new since the last 'Adapt and segment': adapt again")
