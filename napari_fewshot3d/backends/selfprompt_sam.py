@@ -34,6 +34,8 @@ GROWTH_MM_PER_SLICE_THICKNESS = 3.0
 SURROUNDINGS_MM = 15.0
 #: Refined masks stay within this distance (mm) of the coarse mask: SAM may sharpen, not wander.
 REFINE_MARGIN_MM = 6.0
+#: The head's probability above which a cell-level outline is kept where SAM does not refine (see tight()).
+OUTLINE_THRESHOLD = 0.8
 
 
 def load_model(device: str, checkpoint: str | None = None, model_type: str = "vit_b"):
@@ -161,47 +163,57 @@ def held_out_choices(
     max_folds: int = 3,
     task: Task | None = None,
 ) -> tuple[bool, str]:
-    """Per class, from the painting itself: does SAM's refinement beat the coarse head, and should the
+    """Per class, from the painting itself: does SAM's refinement beat the head's own outline, and should the
     outlines interpolated between painted slices cut down or widen the result (see shape_prior)?
 
-    With two or more painted slices, some are held out one at a time (up to ``max_folds`` spread
-    over the range for refinement, plus up to ``max_folds`` interior ones for the shape, which can
-    only be interpolated between two others): the head is fitted without it (starting from ``head``,
-    the fit on all of them), and each variant is scored against the painting. With a single slice,
-    the decoder is judged on the painted outline's own box and there is nothing to interpolate.
+    With three or more painted slices, up to ``max_folds`` interior ones are held out one at a time: the
+    head is fitted without it (starting from ``head``, the fit on all of them), the structure is tracked
+    onto it from its two painted neighbours, and each variant is scored against the painting. The ends
+    (each continued from its own painting, as they have one painted neighbour) decide only when the interior
+    cannot (two painted slices, or a tie). With a single slice, the decoder is judged on the painted
+    outline's own box and there is nothing to interpolate.
     """
     painted = list(support.get(value).slices)
     truths = {s: support.slice_of(support.labels.array, s) == value for s in painted}
     if len(painted) == 1:
         refined = embedder.refine(painted[0], truths[painted[0]])
         return refined is not None and dice(refined, truths[painted[0]]) >= 0.85, "none"
-    spread = _evenly(painted, max_folds)
     interior = _evenly(painted[1:-1], max_folds)
-    variants: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # held-out slice -> (coarse, refined)
-    fold_heads: dict[int, CellHead] = {}
-    for held_out in sorted(set(spread) | set(interior)):
+
+    def variants(held_out: int, tracked: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(coarse outline, refined) on a held-out slice: tracked from its painted neighbours as segmenting
+        would, or (ends, which have one neighbour) continued from its own painting."""
         train = [sample for s, sample in samples[value].items() if s != held_out]
-        fold_heads[held_out] = fold_head = fit_head({value: train}, start=head)
-        coarse = embedder.cells_to_slice(fold_head.predict(embeddings[held_out])[0]) > 0.5
-        # As tracking would see it: only what continues the structure from its neighbour (here: the painting).
-        coarse = continue_structure(coarse, truths[held_out], growth)
-        refined = embedder.refine(held_out, coarse)
-        variants[held_out] = (coarse, coarse if refined is None else refined & within(coarse, embedder))
-    coarse_dice = [dice(variants[s][0], truths[s]) for s in spread]
-    refined_dice = [dice(variants[s][1], truths[s]) for s in spread]
-    refine = float(np.mean(refined_dice)) > float(np.mean(coarse_dice))
+        fold_head = fit_head({value: train}, start=head)
+        cells = fold_head.predict(embeddings[held_out])[0]
+        if tracked:
+            coarse = tracked_between(embedder, fold_head, truths, held_out, growth, task)
+        else:
+            coarse = continue_structure(embedder.cells_to_slice(cells) > 0.5, truths[held_out], growth)
+        refined = embedder.refine(held_out, coarse) if coarse.any() else None
+        return tight(coarse, cells, embedder), coarse if refined is None else refined & within(coarse, embedder)
+
+    # Interior slices first (most unpainted slices lie between painted ones); the ends decide only a tie.
+    inner = {s: variants(s, tracked=True) for s in interior}
+    refine = _refinement_wins(inner, truths)
+    if refine is None:
+        refine = bool(_refinement_wins({s: variants(s, tracked=False) for s in _evenly(painted, max_folds)}, truths))
     scores: dict[str, list[float]] = {name: [] for name in FUSIONS}
     for held_out in interior:
         # Both sides from the same two neighbouring painted slices, across the same gap: the shape
         # interpolated between them, and the mask tracked from them slice by slice, as segmenting would.
         shape = held_out_shape(truths, held_out, spacing)
-        ours = tracked_between(embedder, fold_heads[held_out], truths, held_out, growth, task)
-        if refine and ours.any():
-            refined = embedder.refine(held_out, ours)
-            ours = ours if refined is None else refined & within(ours, embedder)
+        ours = inner[held_out][1 if refine else 0]
         for name in FUSIONS:
             scores[name].append(dice(fuse(ours, shape, name), truths[held_out]))
     return refine, choose_fusion(scores)
+
+
+def _refinement_wins(variants: dict[int, tuple[np.ndarray, np.ndarray]], truths: dict[int, np.ndarray]) -> bool | None:
+    """Whether refined masks reproduce the held-out painting better than coarse outlines (None: no difference)."""
+    coarse = sum(dice(c, truths[s]) for s, (c, _) in variants.items())
+    refined = sum(dice(r, truths[s]) for s, (_, r) in variants.items())
+    return None if abs(refined - coarse) < 1e-6 else refined > coarse
 
 
 def tracked_between(
@@ -229,6 +241,12 @@ def _evenly(items: list[int], count: int) -> list[int]:
     if not items:
         return []
     return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)]
+
+
+def tight(mask: np.ndarray, cells: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
+    """``mask`` cut to where the head is confident: a 0.5 contour of cell probabilities runs through the
+    structure's partly covered border cells, a band of about half a cell too wide all round."""
+    return mask & (embedder.cells_to_slice(cells) > OUTLINE_THRESHOLD)
 
 
 def within(mask: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
@@ -355,6 +373,8 @@ class SelfPromptModel(AdaptedModel):
                     refined = embedder.refine(index, mask)
                     if refined is not None:
                         mask = refined & within(mask, embedder)
+                elif index in probabilities:
+                    mask = mask & (probabilities[index][row] > OUTLINE_THRESHOLD)
                 mask = fuse(mask, shapes[value].get(index), fusion)
                 if not mask.any():
                     continue
