@@ -97,3 +97,15 @@ def test_track_stops_where_the_structure_ends_and_encodes_only_what_it_reaches()
     reached = sorted(i for i, m in result.items() if m.any())
     assert reached == list(range(10, 21))
     assert max(asked) == 21 and min(asked) == 9  # one empty slice past each end, no further
+
+
+def test_track_ends_where_the_structure_nearly_vanishes_even_if_something_touches_its_tip():
+    n = 30
+    blob = np.zeros((n, 40, 40), bool)
+    blob[12:20, 5:25, 5:25] = True  # the structure, 400 px per slice
+    blob[11, 14:16, 14:16] = True  # its tip: 4 px, 1 % of its cross-section
+    blob[0:11, 12:18, 12:18] = True  # bowel touching the tip and running on below it
+
+    result = track(n, {16: blob[16]}, lambda indices: {i: blob[i] for i in indices}, growth_px=3)
+    reached = sorted(i for i, m in result.items() if m.any())
+    assert reached == list(range(11, 20))  # the tip is kept, nothing beyond it
