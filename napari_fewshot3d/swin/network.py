@@ -56,6 +56,12 @@ class Schedule:
     infer_roi: tuple[int, int, int]
     infer_batch: int
     infer_overlap: float
+    #: Steps over which the learning rate rises linearly to ``learning_rate`` (0: from the first step).
+    warmup_steps: int = 0
+    #: Cosine-anneal the learning rate to 0 over the budget (whichever of steps and seconds runs out first).
+    anneal: bool = False
+    #: In-plane spacing (mm) that training and prediction run at (see :mod:`.resolution`); 0 keeps the volume's.
+    coarse_mm: float = 0.0
 
     def with_options(self, **options: Any) -> Schedule:
         """This schedule with the options the user set (None means keep)."""
