@@ -12,9 +12,11 @@ from napari_fewshot3d.backend_args import route_options
 from napari_fewshot3d.backends import get_backend
 from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.support import SupportSet
+from napari_fewshot3d.swin.inference import window_for
 from napari_fewshot3d.swin.network import build_network, check_patch, grad_scaler, schedule_for, uses_amp
+from napari_fewshot3d.swin.resolution import coarse_factors, coarsen, refine
 from napari_fewshot3d.swin.sampling import PatchSampler, supervision
-from napari_fewshot3d.swin.training import masked_loss
+from napari_fewshot3d.swin.training import learning_rate, masked_loss
 from napari_fewshot3d.swin.volf import FUSION_CLASSES, fuse, fusion_sample
 from napari_fewshot3d.swin.weights import load_into, read_checkpoint
 
@@ -81,6 +83,41 @@ def test_patches_hold_a_known_slice(blob_volume):
         assert np.all(patch["target"] <= patch["weight"])
 
 
+def test_coarse_factors_keep_the_slicing_axis():
+    assert coarse_factors([3.0, 3.0, 3.0], 2, 6.0) == (2, 2, 1)
+    assert coarse_factors([0.8, 1.5, 5.0], 0, 6.0) == (1, 4, 1)  # never below the volume's own spacing
+    assert coarse_factors([0.8, 0.8, 0.8], 1, 0.0) == (1, 1, 1)
+
+
+def test_coarsen_then_refine_returns_to_the_grid(blob_volume):
+    _, labels = blob_volume  # 40x36x30: sides that do not divide by 3
+    masks = np.stack([labels.array == 1, labels.array == 2]).astype(np.float32)
+    coarse = coarsen(masks, (3, 3, 1))
+    assert coarse.shape == (2, 14, 12, 30)
+    assert np.allclose(coarse[:, 2:6, 2:6].sum(), masks[:, 6:18, 6:18].sum() / 9)  # block means
+    fine = refine(coarse, (3, 3, 1), labels.shape) >= 0.5
+    assert fine.shape == masks.shape
+    for c in range(2):
+        overlap = 2 * (fine[c] & (masks[c] > 0)).sum() / (fine[c].sum() + masks[c].sum())
+        assert overlap > 0.85, (c, overlap)
+
+
+def test_prediction_windows_fit_the_image_but_not_below_the_network_depth():
+    assert window_for((61, 51, 112), (128, 128, 128)) == (64, 64, 128)
+    assert window_for((20, 18, 30), (128, 128, 128)) == (32, 32, 64)  # 32 on every side cannot run
+
+
+def test_coarse_patches_keep_whole_known_slices(blob_volume):
+    image, labels = blob_volume
+    painted = np.zeros_like(labels.array)
+    painted[:, :, 14] = labels.array[:, :, 14]
+    support = SupportSet.from_labels(labels.with_array(painted), 2)
+    sampler = PatchSampler.build(image.array.astype(np.float32), support, (64, 64, 32), 1, (2, 2, 1))
+    assert sampler.image.shape == (64, 64, 32)  # the 20x18 coarse slices, padded
+    assert sampler.weights[:, :20, :18, 14].all() and sampler.weights.sum() == 2 * 20 * 18
+    assert abs(int(sampler.targets[0].sum()) * 4 - int((painted == 1).sum())) < 0.1 * (painted == 1).sum()
+
+
 def test_devices_and_schedules():
     assert schedule_for("cuda").feature_size == 48 and schedule_for("cpu").feature_size == 12
     assert uses_amp("cuda") and not uses_amp("cpu") and not uses_amp("mps")
@@ -90,6 +127,16 @@ def test_devices_and_schedules():
     assert isinstance(autocast("cpu"), contextlib.nullcontext)
     with pytest.raises(InputError, match="multiples of 32"):
         check_patch((32, 32, 32))
+
+
+def test_learning_rate_warms_up_and_anneals_with_the_budget():
+    cpu = schedule_for("cpu").with_options(learning_rate=1.0, warmup_steps=4, anneal=True)
+    rates = [learning_rate(cpu, step, step / 10) for step in range(10)]
+    assert rates[0] == pytest.approx(0.25) and rates[3] == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.3)))
+    assert all(a > b for a, b in zip(rates[3:-1], rates[4:], strict=True))  # annealing after the warm-up
+    assert learning_rate(cpu, 50, 1.0) == pytest.approx(0.0)
+    gpu = schedule_for("cuda")
+    assert {learning_rate(gpu, s, s / 100) for s in range(100)} == {gpu.learning_rate}
 
 
 def test_backend_options_are_checked_and_routed():

@@ -59,6 +59,7 @@ class SwinUnetrBackend(Backend):
         import torch
 
         from ..swin.network import build_network, schedule_for
+        from ..swin.resolution import coarse_factors
         from ..swin.sampling import PatchSampler, array_patch, augmenter, modality_of, normalise
         from ..swin.training import fine_tune
         from ..swin.weights import load_into
@@ -75,7 +76,8 @@ class SwinUnetrBackend(Backend):
         network.to(device)
         modality = modality_of(volume.array)
         image = normalise(volume.array, modality)
-        sampler = PatchSampler.build(image, support, schedule.patch, self.seed)
+        factors = coarse_factors(volume.spacing, support.axis, schedule.coarse_mm)
+        sampler = PatchSampler.build(image, support, schedule.patch, self.seed, factors)
         log = fine_tune(network, sampler, schedule, device, task, augmenter(support.axis, self.seed))
         task.report(1.0, f"fine-tuned: {log.steps} steps in {log.seconds:.0f} s ({log.stopped_by.replace('_', ' ')})")
         return SwinUnetrModel(
@@ -88,6 +90,8 @@ class SwinUnetrBackend(Backend):
                 "roi": list(array_patch(schedule.infer_roi, support.axis)),
                 "batch": schedule.infer_batch,
                 "overlap": schedule.infer_overlap,
+                "axis": support.axis,
+                "coarse_mm": schedule.coarse_mm,
             },
             {"training": log.as_dict(), "weights": report.as_dict() if report else None},
         )
@@ -130,15 +134,19 @@ class SwinUnetrModel(AdaptedModel):
 
     def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
         from ..swin.inference import predict_probabilities, to_labels
+        from ..swin.resolution import coarse_factors, coarsen, refine
         from ..swin.sampling import normalise
 
         self.network.to(device)
-        image = normalise(volume.array, self.modality)
+        # Models saved before coarse training existed carry neither key: they ran on the volume's own grid.
+        axis, coarse_mm = int(self.inference.get("axis", 2)), float(self.inference.get("coarse_mm", 0.0))
+        factors = coarse_factors(volume.spacing, axis, coarse_mm)
+        image = coarsen(normalise(volume.array, self.modality), factors)
         roi = tuple(int(s) for s in self.inference["roi"])
         probabilities = predict_probabilities(
             self.network, image, roi, int(self.inference["batch"]), float(self.inference["overlap"]), device, task
         )
-        return to_labels(probabilities, self.values)
+        return to_labels(refine(probabilities, factors, volume.shape), self.values)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {

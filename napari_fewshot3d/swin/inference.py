@@ -20,6 +20,15 @@ def window_count(shape: tuple[int, ...], roi: tuple[int, ...], overlap: float) -
     return count
 
 
+def window_for(shape: tuple[int, ...], roi: tuple[int, ...]) -> tuple[int, ...]:
+    """No window larger than the image needs (rounded up to the network's multiple of 32: less padding to
+    compute), but never 32 on every side, where the deepest stage would be a single voxel."""
+    sides = [min(r, -(-n // SIDE_MULTIPLE) * SIDE_MULTIPLE) for r, n in zip(roi, shape, strict=True)]
+    if max(sides) < 2 * SIDE_MULTIPLE:
+        sides[int(np.argmax(shape))] = 2 * SIDE_MULTIPLE
+    return tuple(sides)
+
+
 def predict_probabilities(
     network: Any,
     image: np.ndarray,
@@ -33,8 +42,7 @@ def predict_probabilities(
     import torch
     from monai.inferers import sliding_window_inference
 
-    # No window larger than the image needs (rounded up to the network's multiple of 32): less padding to compute.
-    roi = tuple(min(r, -(-n // SIDE_MULTIPLE) * SIDE_MULTIPLE) for r, n in zip(roi, image.shape, strict=True))
+    roi = window_for(image.shape, roi)
     total = max(window_count(image.shape, roi, overlap), 1)
     done = 0
 

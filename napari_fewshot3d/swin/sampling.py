@@ -15,6 +15,7 @@ import numpy as np
 
 from ..preprocess import intensity_window, looks_like_ct
 from ..support import SupportSet
+from .resolution import coarsen
 
 
 def modality_of(array: np.ndarray) -> str:
@@ -72,10 +73,22 @@ class PatchSampler:
     foreground_fraction: float = 0.67
 
     @classmethod
-    def build(cls, image: np.ndarray, support: SupportSet, patch: tuple[int, int, int], seed: int) -> PatchSampler:
-        """``patch`` as (in-plane, in-plane, along-axis)."""
+    def build(
+        cls,
+        image: np.ndarray,
+        support: SupportSet,
+        patch: tuple[int, int, int],
+        seed: int,
+        factors: tuple[int, int, int] = (1, 1, 1),
+    ) -> PatchSampler:
+        """``patch`` as (in-plane, in-plane, along-axis); image and supervision are first coarsened by ``factors``
+        (a coarse voxel is a target where most of its block is, and known where its block is)."""
         sides = array_patch(patch, support.axis)
         targets, weights = supervision(support)
+        if factors != (1, 1, 1):
+            image = coarsen(image, factors)
+            weights = (coarsen(weights, factors) >= 0.5).astype(np.uint8)
+            targets = (coarsen(targets, factors) >= 0.5).astype(np.uint8) * weights
         shape = tuple(max(s, n) for s, n in zip(sides, image.shape, strict=True))
         known = [list(support.negative_slices(c.value)) for c in support.classes]
         return cls(

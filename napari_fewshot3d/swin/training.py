@@ -3,6 +3,7 @@ its time budget, early stopping, progress, cancel and (on CUDA) mixed precision.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -65,6 +66,18 @@ def _batch(sampler: Any, augment: Any, size: int, device: str) -> tuple[Any, Any
     return stack("image"), stack("target"), stack("weight")
 
 
+def learning_rate(schedule: Schedule, step: int, fraction: float) -> float:
+    """The rate for ``step`` (0-based) when ``fraction`` of the budget is spent: linear warm-up, then constant
+    or cosine-annealed. Annealing follows the budget, not the step count, so that a slow machine that stops
+    at its time limit still ends with small steps."""
+    rate = schedule.learning_rate
+    if step < schedule.warmup_steps:
+        rate *= (step + 1) / schedule.warmup_steps
+    if schedule.anneal:
+        rate *= 0.5 * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+    return rate
+
+
 def fine_tune(network: Any, sampler: Any, schedule: Schedule, device: str, task: Task, augment: Any = None) -> TrainLog:
     """Train ``network`` on patches from ``sampler`` until the step limit, the time budget or a plateau."""
     import torch
@@ -82,6 +95,9 @@ def fine_tune(network: Any, sampler: Any, schedule: Schedule, device: str, task:
             stopped_by = "max_seconds"
             break
         image, target, weight = _batch(sampler, augment, schedule.batch, device)
+        spent = max(step / schedule.max_steps, elapsed / schedule.max_seconds)
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(schedule, step, spent)
         optimiser.zero_grad(set_to_none=True)
         with autocast(device):
             logits = network(image)
