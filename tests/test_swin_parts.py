@@ -213,3 +213,19 @@ def test_fusion_mixes_by_its_label():
     assert np.allclose(fused, label / (FUSION_CLASSES - 1))  # a mix of ones and zeros is the coefficient itself
     image, label = fusion_sample([np.random.default_rng(1).random((70, 80, 40), np.float32)], (64, 64, 32), rng)
     assert image.shape == label.shape == (64, 64, 32)
+
+
+def test_only_parts_touching_the_painting_are_kept():
+    from napari_fewshot3d.swin.inference import connected_to_painting
+
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:8, 2:8, 2:12] = 1  # the structure, painted on slice 5
+    labels[14:18, 14:18, 2:6] = 1  # look-alike tissue elsewhere, never painted
+    labels[2:6, 12:18, 10:18] = 2  # a second class, painted on slice 12
+    painted = np.zeros_like(labels)
+    painted[2:8, 2:8, 5] = 1
+    painted[3:5, 13:16, 12] = 2
+    kept = connected_to_painting(labels, painted, [1, 2])
+    assert (kept[2:8, 2:8, 2:12] == 1).all() and (kept[2:6, 12:18, 10:18] == 2).all()
+    assert not kept[14:18, 14:18, 2:6].any()
+    assert not connected_to_painting(labels, np.zeros_like(labels), [1, 2]).any()

@@ -94,6 +94,7 @@ class SwinUnetrBackend(Backend):
                 "coarse_mm": schedule.coarse_mm,
             },
             {"training": log.as_dict(), "weights": report.as_dict() if report else None},
+            support,
         )
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
@@ -127,13 +128,15 @@ class SwinUnetrModel(AdaptedModel):
         feature_size: int,
         inference: dict[str, Any],
         record: dict[str, Any],
+        support: SupportSet | None = None,
     ) -> None:
         self.network, self.values, self.class_names = network, list(values), class_names
         self.modality, self.feature_size, self.inference = modality, feature_size, dict(inference)
         self.record = record  # training log and the weight report, kept for the user and saved
+        self.support = support  # where the structures are on the painted volume; never saved
 
     def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
-        from ..swin.inference import predict_probabilities, to_labels
+        from ..swin.inference import connected_to_painting, predict_probabilities, to_labels
         from ..swin.resolution import coarse_factors, coarsen, refine
         from ..swin.sampling import normalise
 
@@ -146,7 +149,10 @@ class SwinUnetrModel(AdaptedModel):
         probabilities = predict_probabilities(
             self.network, image, roi, int(self.inference["batch"]), float(self.inference["overlap"]), device, task
         )
-        return to_labels(refine(probabilities, factors, volume.shape), self.values)
+        labels = to_labels(refine(probabilities, factors, volume.shape), self.values)
+        if self.support is not None and self.support.labels.same_grid(volume):
+            labels = connected_to_painting(labels, self.support.labels.array, self.values)
+        return labels
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {
