@@ -179,19 +179,21 @@ def held_out_choices(
         refined = embedder.refine(painted[0], truths[painted[0]])
         return refined is not None and dice(refined, truths[painted[0]]) >= 0.85, "none"
     interior = _evenly(painted[1:-1], max_folds)
+    fold_heads: dict[int, CellHead] = {}  # a tie revisits interior slices among the ends: fit each fold once
 
     def variants(held_out: int, tracked: bool) -> tuple[np.ndarray, np.ndarray]:
         """(coarse outline, refined) on a held-out slice: tracked from its painted neighbours as segmenting
         would, or (ends, which have one neighbour) continued from its own painting."""
-        train = [sample for s, sample in samples[value].items() if s != held_out]
-        fold_head = fit_head({value: train}, start=head)
-        cells = fold_head.predict(embeddings[held_out])[0]
+        if held_out not in fold_heads:
+            train = [sample for s, sample in samples[value].items() if s != held_out]
+            fold_heads[held_out] = fit_head({value: train}, start=head)
+        probability = embedder.cells_to_slice(fold_heads[held_out].predict(embeddings[held_out])[0])
         if tracked:
-            coarse = tracked_between(embedder, fold_head, truths, held_out, growth, task)
+            coarse = tracked_between(embedder, fold_heads[held_out], truths, held_out, growth, task)
         else:
-            coarse = continue_structure(embedder.cells_to_slice(cells) > 0.5, truths[held_out], growth)
+            coarse = continue_structure(probability > 0.5, truths[held_out], growth)
         refined = embedder.refine(held_out, coarse) if coarse.any() else None
-        return tight(coarse, cells, embedder), coarse if refined is None else refined & within(coarse, embedder)
+        return tight(coarse, probability), coarse if refined is None else refined & within(coarse, embedder)
 
     # Interior slices first (most unpainted slices lie between painted ones); the ends decide only a tie.
     inner = {s: variants(s, tracked=True) for s in interior}
@@ -243,10 +245,10 @@ def _evenly(items: list[int], count: int) -> list[int]:
     return [items[i] for i in np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)]
 
 
-def tight(mask: np.ndarray, cells: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
-    """``mask`` cut to where the head is confident: a 0.5 contour of cell probabilities runs through the
-    structure's partly covered border cells, a band of about half a cell too wide all round."""
-    return mask & (embedder.cells_to_slice(cells) > OUTLINE_THRESHOLD)
+def tight(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """``mask`` cut to where the head (its probability on the slice) is confident: a 0.5 contour of cell
+    probabilities runs through the structure's partly covered border cells, a band ~half a cell too wide."""
+    return mask & (probability > OUTLINE_THRESHOLD)
 
 
 def within(mask: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
@@ -374,7 +376,7 @@ class SelfPromptModel(AdaptedModel):
                     if refined is not None:
                         mask = refined & within(mask, embedder)
                 elif index in probabilities:
-                    mask = mask & (probabilities[index][row] > OUTLINE_THRESHOLD)
+                    mask = tight(mask, probabilities[index][row])
                 mask = fuse(mask, shapes[value].get(index), fusion)
                 if not mask.any():
                     continue
