@@ -3,16 +3,23 @@
 The engine reports progress through a callback and stops at its next check once a :class:`CancelToken`
 is set; here the callback emits a Qt signal (delivered on the GUI thread) and the Cancel button sets
 the token, so the GUI never waits on a computation and never touches layers from a worker thread.
+
+A worker thread that outlives the Qt objects it reports to aborts the whole process (its signals are
+deleted under it), so the runner shuts down before they go: when the window closes, when the
+application quits and, for scripts that end without an event loop, at interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QThreadPool, Signal
 
 from .errors import Cancelled, InputError, describe
 from .progress import CancelToken, Task
@@ -51,6 +58,8 @@ class Job:
     #: Cancelled to make room for another job: ends silently.
     superseded: bool = False
     outcome: str = "done"
+    #: Set once ``work`` has returned or raised in its thread.
+    ended: threading.Event = field(default_factory=threading.Event)
 
 
 class JobRunner(QObject):
@@ -67,15 +76,24 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.job: Job | None = None
         self._next: Callable[[], None] | None = None
+        self._closed = False
         self.last_message = ""
+        _shutdown_at_exit.add(self)
 
     @property
     def busy(self) -> bool:
         return self.job is not None or self._next is not None
 
+    @property
+    def foreground(self) -> bool:
+        """Busy with something the user asked for (not only the background embedding)."""
+        return self._next is not None or (self.job is not None and self.job.kind != EMBED)
+
     def start(self, kind: str, work: Callable[[Task], Any], done: Callable[[Any], None]) -> bool:
         """Run ``work(task)`` in a thread and ``done(result)`` on the GUI thread. A running background
         embedding is cancelled first (what it computed stays cached); another running job refuses."""
+        if self._closed:
+            return False
         if self.job is not None:
             if self.job.kind != EMBED:
                 self.say_error(f"busy with {self.job.kind}: wait for it or press Cancel")
@@ -83,6 +101,7 @@ class JobRunner(QObject):
             self.job.superseded = True
             self.job.token.cancel()
             self._next = lambda: self._launch(kind, work, done)
+            self.busy_changed.emit(True, kind, "")
             return True
         self._launch(kind, work, done)
         return True
@@ -101,12 +120,37 @@ class JobRunner(QObject):
             self.job.token.cancel()
             self.progressed.emit(-1.0, f"cancelling {self.job.kind}…")
 
+    def shutdown(self, wait_s: float = 30.0) -> None:
+        """Stop for good: cancel the job and wait (bounded) until its thread has let go of its signals.
+
+        The engine checks the token between slices, so this takes at most one unit of work."""
+        if self._closed:
+            return
+        self._closed = True
+        self._next = None
+        job = self.job
+        if job is None:
+            return
+        job.superseded = True  # nobody is left to tell
+        job.token.cancel()
+        if job.ended.wait(wait_s):
+            QThreadPool.globalInstance().waitForDone(2000)  # the worker's last emits after ``work`` returned
+        else:
+            log.warning("%s did not stop within %.0f s of closing", job.kind, wait_s)
+
     def _launch(self, kind: str, work: Callable[[Task], Any], done: Callable[[Any], None]) -> None:
         from napari.qt.threading import create_worker
 
         job = Job(kind, done=done)
         task = Task(self._report, job.token)
-        worker = create_worker(work, task, _start_thread=False, _ignore_errors=True)
+
+        def run(task: Task) -> Any:
+            try:
+                return work(task)
+            finally:
+                job.ended.set()
+
+        worker = create_worker(run, task, _start_thread=False, _ignore_errors=True)
         # Bound methods of this QObject: Qt delivers them on the GUI thread. Only one job runs at a
         # time and the next starts after this one's `finished`, so `self.job` is always the sender.
         worker.returned.connect(self._returned)
@@ -119,11 +163,16 @@ class JobRunner(QObject):
         worker.start()
 
     def _report(self, fraction: float, message: str) -> None:
-        self.progressed.emit(float(fraction), message)  # from the worker thread; queued to the GUI thread
+        if self._closed:
+            raise Cancelled("closed")
+        try:
+            self.progressed.emit(float(fraction), message)  # from the worker thread; queued to the GUI thread
+        except RuntimeError as exc:  # the widget is gone (deleted by Qt): stop the work
+            raise Cancelled("closed") from exc
 
     def _returned(self, result: Any) -> None:
         job = self.job
-        if job is None or job.done is None:
+        if job is None or job.done is None or self._closed:
             return
         if job.token.cancelled:  # finished just as the user pressed Cancel: honour the Cancel
             self._cancelled(job)
@@ -135,7 +184,7 @@ class JobRunner(QObject):
 
     def _errored(self, exc: BaseException) -> None:
         job = self.job or Job("job")
-        if isinstance(exc, Cancelled):
+        if isinstance(exc, Cancelled) or self._closed:
             self._cancelled(job)
             return
         job.outcome = "failed"
@@ -153,7 +202,7 @@ class JobRunner(QObject):
         pending, self._next = self._next, None
         if pending is not None:
             pending()
-        else:
+        elif not self._closed:
             self.busy_changed.emit(False, job.kind if job else "", job.outcome if job else "done")
 
     def say_error(self, message: str) -> None:
@@ -165,3 +214,27 @@ class JobRunner(QObject):
         self.last_message = message
         self.failed.emit(message)
         notify_info(message)
+
+
+class _RunnersAtExit:
+    """Runners still alive when the interpreter exits (a script that closed its viewer and returned).
+
+    Python tears down Qt wrappers at exit while a worker thread may still be reporting; shutting the
+    runners down first lets their threads end on a cancel instead of aborting the process."""
+
+    def __init__(self) -> None:
+        self._runners: weakref.WeakSet[JobRunner] = weakref.WeakSet()
+        atexit.register(self.shutdown_all)
+
+    def add(self, runner: JobRunner) -> None:
+        self._runners.add(runner)
+
+    def shutdown_all(self) -> None:
+        for runner in list(self._runners):
+            try:
+                runner.shutdown()
+            except RuntimeError:  # its Qt object is already deleted: nothing left to report to
+                continue
+
+
+_shutdown_at_exit = _RunnersAtExit()

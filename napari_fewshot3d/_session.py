@@ -56,28 +56,31 @@ class Session:
     #: Slices the user has corrected in any round; they stay support in later rounds.
     reviewed: set[int] = field(default_factory=set)
 
-    def support_set(self, support: Volume, prediction: np.ndarray | None = None) -> SupportSet:
-        """The support for the next adaptation: the support layer, plus corrected slices when re-adapting."""
+    def support_set(self, support: Volume, prediction: np.ndarray | None = None) -> tuple[SupportSet, set[int]]:
+        """The support for the next adaptation and the slices reviewed so far (kept only if it succeeds).
+
+        Without ``prediction`` it is the support layer alone; with it, every slice corrected in this or an
+        earlier round is support too."""
         check_same_grid(self.image, support, "support layer")
+        reviewed: set[int] = set()
         if prediction is None:
             labels, empty = support, []
         else:
             if self.shown is None:
                 raise InputError("nothing to re-adapt: run 'Adapt and segment' first")
-            self.reviewed |= changed_slices(self.shown, prediction, self.axis)
-            labels, empty = merge_reviewed(support, prediction, self.reviewed, self.axis)
+            reviewed = self.reviewed | changed_slices(self.shown, prediction, self.axis)
+            labels, empty = merge_reviewed(support, prediction, reviewed, self.axis)
         names = dict(support.metadata.get("class_names", {}))
         names.update(self.class_names)
         result = SupportSet.from_labels(labels, self.axis, names, empty)
         result.class_colors = {**self.class_colors, **result.class_colors}
-        return result
+        return result, reviewed
 
-    def record(self, prediction: Volume, model: AdaptedModel | None, fresh: bool) -> None:
-        """Remember what is shown now; a fresh adaptation (support layer only) forgets earlier corrections."""
+    def record(self, prediction: Volume, model: AdaptedModel | None, reviewed: set[int]) -> None:
+        """Remember what is shown now and the slices its adaptation took as reviewed (none for a fresh one)."""
         self.shown = np.array(prediction.array, copy=True)
         self.model = model
-        if fresh:
-            self.reviewed = set()
+        self.reviewed = set(reviewed)
 
 
 def check_same_grid(image: Volume, labels: Volume, what: str) -> None:

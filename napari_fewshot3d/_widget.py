@@ -1,7 +1,9 @@
 """The napari dock widget: pick an image and a support layer, adapt, correct, re-adapt, accept, export.
 
 It only converts layers to engine volumes (``_layer_io``), keeps the annotation state (``_session``)
-and calls the engine verbs in worker threads (``_jobs``); no segmentation logic lives here.
+and calls the engine verbs in worker threads (``_jobs``); no segmentation logic lives here. Layers are
+remembered by napari's ``unique_id`` (``_viewer_layers``): napari gives a plugin a proxy of the viewer,
+across which object identity does not hold.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import (
+    QApplication,
     QComboBox,
     QFormLayout,
     QGridLayout,
@@ -28,6 +31,8 @@ from ._jobs import EMBED, JobRunner, describe_error
 from ._layer_io import class_info, layer_to_volume
 from ._reader import labels_layer_data
 from ._session import Session, format_class_names, parse_class_names
+from ._view3d import View3D
+from ._viewer_layers import PREDICTION, SEGMENTATION, SUPPORT, ViewerLayers, layer_id, tagged
 from ._widget_files import FileActions
 from .backends import DEFAULT_BACKEND, Backend, available_backends, get_backend
 from .errors import InputError
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     import napari
 
 _NO_LAYER = "(none)"
+TITLE = "Few-shot 3D segmentation"
+_PROGRESS_STEPS = 1000
 
 
 class FewShotWidget(FileActions, QWidget):
@@ -46,17 +53,21 @@ class FewShotWidget(FileActions, QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.jobs = JobRunner(self)
-        self.session: Session | None = None
-        self._session_key: tuple[int, str] | None = None
+        self.layers = ViewerLayers(napari_viewer, self.reset_choices)
+        #: Annotation state per (image layer id, painted axis): switching images keeps each one's rounds.
+        self._sessions: dict[tuple[str, str], Session] = {}
+        #: The layers made for each image: (image layer id, role) -> layer id.
+        self._made: dict[tuple[str, str], str] = {}
         self._backends: dict[str, Backend] = {}
-        self.prediction_layer: Any = None
-        self.accepted_layer: Any = None
+        self._window: QWidget | None = None
+        self.view3d = View3D(napari_viewer, self)
         self._build()
         self.jobs.progressed.connect(self._on_progress)
         self.jobs.busy_changed.connect(self._on_busy)
         self.jobs.failed.connect(self._say)
-        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(self.reset_choices)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.jobs.shutdown)
         self.reset_choices()
 
     # ------------------------------------------------------------------ layout
@@ -105,9 +116,10 @@ class FewShotWidget(FileActions, QWidget):
         self.status_label = QLabel("Choose an image, paint a few slices in a support layer, then adapt.")
         self.status_label.setWordWrap(True)
         self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setRange(0, _PROGRESS_STEPS)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("idle")
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress_bar, 1)
         progress_row.addWidget(self.cancel_button)
@@ -118,17 +130,19 @@ class FewShotWidget(FileActions, QWidget):
         layout.addWidget(self.status_label)
         layout.addLayout(progress_row)
         layout.addStretch(1)
+        # wide enough that the dock's title (display name and plugin name) is not cut off
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance(f"{TITLE} (napari-fewshot3d)") + 90)
 
-        self.new_support_button.clicked.connect(self.new_support_layer)
+        self.new_support_button.clicked.connect(lambda: self.new_support_layer())
         self.adapt_button.clicked.connect(self.adapt_and_segment)
         self.readapt_button.clicked.connect(self.readapt)
-        self.accept_button.clicked.connect(self.accept)
+        self.accept_button.clicked.connect(lambda: self.accept())
         self.export_button.clicked.connect(lambda: self.export())
         self.save_model_button.clicked.connect(lambda: self.save_model())
         self.load_model_button.clicked.connect(lambda: self.load_model_and_apply())
         self.cancel_button.clicked.connect(self.jobs.cancel)
-        self.image_combo.currentTextChanged.connect(self._on_inputs_changed)
-        self.support_combo.currentTextChanged.connect(self._on_support_changed)
+        self.image_combo.currentIndexChanged.connect(self._on_inputs_changed)
+        self.support_combo.currentIndexChanged.connect(self._on_support_changed)
         self.backend_combo.currentTextChanged.connect(self._on_inputs_changed)
         self.axis_combo.currentTextChanged.connect(self._on_inputs_changed)
         self.device_combo.currentTextChanged.connect(self._on_inputs_changed)
@@ -136,41 +150,33 @@ class FewShotWidget(FileActions, QWidget):
     # ------------------------------------------------------------------ layer choices
 
     def reset_choices(self, event: Any = None) -> None:
-        """Refill the layer pickers (napari calls this when layers are added or removed)."""
-        import napari
-
-        images = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-        ours = {id(self.prediction_layer), id(self.accepted_layer)}
-        labels = [
-            layer.name
-            for layer in self.viewer.layers
-            if isinstance(layer, napari.layers.Labels) and id(layer) not in ours
-        ]
-        for combo, names in ((self.image_combo, images), (self.support_combo, labels)):
-            current = combo.currentText()
+        """Refill the layer pickers after layers were added, removed, renamed or reordered."""
+        for combo, layers in ((self.image_combo, self.layers.images()), (self.support_combo, self.layers.paintable())):
+            current = combo.currentData()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(names or [_NO_LAYER])
-            combo.setCurrentText(current if current in names else (names[0] if names else _NO_LAYER))
+            for layer in layers:
+                combo.addItem(layer.name, layer_id(layer))
+            if not layers:
+                combo.addItem(_NO_LAYER, None)
+            index = combo.findData(current) if current is not None else -1
+            combo.setCurrentIndex(max(index, 0))
             combo.blockSignals(False)
-            if combo.currentText() != current:
-                combo.currentTextChanged.emit(combo.currentText())
+            if combo.currentData() != current:
+                combo.currentIndexChanged.emit(combo.currentIndex())
+        self._update_buttons()
 
-    def _shown(self, layer: Any) -> bool:
-        """Whether one of our layers is still in the viewer (the user may have deleted it)."""
-        return layer is not None and any(lay is layer for lay in self.viewer.layers)
-
-    def _layer(self, name: str) -> Any:
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+    def _chosen(self, combo: QComboBox) -> Any:
+        return self.layers.find(combo.currentData())
 
     def image_layer(self) -> Any:
-        layer = self._layer(self.image_combo.currentText())
+        layer = self._chosen(self.image_combo)
         if layer is None:
             raise InputError("no image: open a volume (File > Open) and choose it as Image")
         return layer
 
     def support_layer(self) -> Any:
-        layer = self._layer(self.support_combo.currentText())
+        layer = self._chosen(self.support_combo)
         if layer is None:
             raise InputError("no support layer: press 'New support layer' and paint a few slices in it")
         return layer
@@ -187,20 +193,39 @@ class FewShotWidget(FileActions, QWidget):
             self._backends[name] = get_backend(name)
         return self._backends[name]
 
+    def _made_layer(self, role: str) -> Any:
+        """This image's prediction or accepted segmentation, if the user has not deleted it."""
+        image_uid = self.image_combo.currentData()
+        return self.layers.find(self._made.get((image_uid, role))) if image_uid else None
+
+    @property
+    def prediction_layer(self) -> Any:
+        return self._made_layer(PREDICTION)
+
+    @property
+    def accepted_layer(self) -> Any:
+        return self._made_layer(SEGMENTATION)
+
+    @property
+    def session(self) -> Session | None:
+        """The annotation session of the chosen image and axis (None before its first adaptation)."""
+        return self._sessions.get((self.image_combo.currentData(), self.axis_combo.currentText()))
+
     def _current_session(self, image: Volume) -> Session:
         """The session of the chosen image and axis; a new image or axis starts afresh."""
-        key = (id(self.image_layer()), self.axis_combo.currentText())
-        if self.session is None or self._session_key != key:
-            self.session = Session(image, image.slicing_axis(self.axis_combo.currentText()))
-            self._session_key = key
-        self.session.image = image
-        return self.session
+        key = (layer_id(self.image_layer()), self.axis_combo.currentText())
+        if key not in self._sessions:
+            self._sessions[key] = Session(image, image.slicing_axis(self.axis_combo.currentText()))
+        session = self._sessions[key]
+        session.image = image
+        return session
 
     # ------------------------------------------------------------------ reactions
 
-    def _on_inputs_changed(self, _: str = "") -> None:
+    def _on_inputs_changed(self, _: Any = None) -> None:
         """A new image, backend, axis or device: start computing the slice embeddings while the user paints."""
-        if self.jobs.job is not None and self.jobs.job.kind != EMBED:
+        self._update_buttons()
+        if self.jobs.foreground:
             return
         self.jobs.drop_background()
         try:
@@ -215,11 +240,12 @@ class FewShotWidget(FileActions, QWidget):
         self.jobs.start(
             EMBED,
             lambda task: engine.embed(image, backend, device, task, axis=axis),
-            lambda _: self._say("Slice embeddings ready: adapting will be quick."),
+            lambda _: None,  # the progress bar says so; the status line keeps the user's last result
         )
 
-    def _on_support_changed(self, _: str = "") -> None:
-        layer = self._layer(self.support_combo.currentText())
+    def _on_support_changed(self, _: Any = None) -> None:
+        self._update_buttons()
+        layer = self._chosen(self.support_combo)
         if layer is None or self.classes_edit.text().strip():
             return
         names, _colors = class_info(layer.metadata)
@@ -227,17 +253,42 @@ class FewShotWidget(FileActions, QWidget):
             self.classes_edit.setText(format_class_names(names))
 
     def _on_progress(self, fraction: float, message: str) -> None:
+        job = self.jobs.job
         if fraction >= 0:
-            self.progress_bar.setValue(round(1000 * fraction))
-        if message:
+            self.progress_bar.setValue(round(_PROGRESS_STEPS * fraction))
+        if job is not None and job.kind == EMBED:  # background work: the bar only, never the status line
+            self.progress_bar.setFormat(f"{EMBED} %p%")
+        elif message:
+            self.progress_bar.setFormat(f"{job.kind if job else 'working'} %p%")
             self.status_label.setText(message)
 
     def _on_busy(self, busy: bool, kind: str, outcome: str) -> None:
-        self.cancel_button.setEnabled(busy)
         if not busy:
-            self.progress_bar.setValue(0)
-        if outcome == "superseded":
-            self._say("Ready: paint a few slices in the support layer, then adapt.")
+            finished = outcome == "done"
+            self.progress_bar.setValue(_PROGRESS_STEPS if finished else 0)
+            if kind == EMBED:
+                self.progress_bar.setFormat("slice embeddings ready" if finished else "idle")
+            else:
+                self.progress_bar.setFormat(f"{kind}: {outcome}")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        """Each button is enabled only when its action can run now."""
+        busy = self.jobs.foreground
+        has_image = self._chosen(self.image_combo) is not None
+        has_support = self._chosen(self.support_combo) is not None
+        shown = self.prediction_layer is not None
+        session = self.session
+        model = session.model if session else None
+        saveable = model is not None and get_backend(model.backend_name).can_save
+        self.new_support_button.setEnabled(has_image and not busy)
+        self.adapt_button.setEnabled(has_image and has_support and not busy)
+        self.readapt_button.setEnabled(shown and has_support and not busy)
+        self.accept_button.setEnabled(shown and not busy)
+        self.export_button.setEnabled((shown or self.accepted_layer is not None) and not busy)
+        self.save_model_button.setEnabled(saveable and not busy)
+        self.load_model_button.setEnabled(has_image and not busy)
+        self.cancel_button.setEnabled(self.jobs.busy)
 
     def _say(self, message: str) -> None:
         self.status_label.setText(message)
@@ -250,10 +301,29 @@ class FewShotWidget(FileActions, QWidget):
         return self.jobs.busy
 
     def event(self, event: QEvent) -> bool:
-        """Closing the dock takes the widget out of the window: stop any work whose result nobody would see."""
-        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.jobs.job is not None:
-            self.jobs.cancel()
+        """Closing the dock takes the widget out of the window: stop any work whose result nobody would see.
+        Docked, watch the main window: once it closes, the jobs shut down before its Qt objects go."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is None and self.jobs.job is not None:
+                self.jobs.cancel()
+            window = self.window()
+            if window is not self and window is not self._window:
+                if self._window is not None:
+                    self._window.removeEventFilter(self)
+                self._window = window
+                window.installEventFilter(self)
         return super().event(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self._window and event.type() == QEvent.Type.Close:
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self._after_window_close)  # the close may still be refused (a confirm dialog)
+        return False
+
+    def _after_window_close(self) -> None:
+        if self._window is not None and not self._window.isVisible():
+            self.jobs.shutdown()
 
     # ------------------------------------------------------------------ actions
 
@@ -264,11 +334,13 @@ class FewShotWidget(FileActions, QWidget):
             image = self.image_volume()
         except InputError as exc:
             return self._fail(exc)
-        empty = image.with_array(np.zeros(image.shape, np.uint8), name=f"{image_layer.name} support")
+        name = f"{image_layer.name} support"
+        empty = image.with_array(np.zeros(image.shape, np.uint8), name=name)
         empty.metadata = {}
-        data, kwargs, _ = labels_layer_data(empty, name=f"{image_layer.name} support")
+        data, kwargs, _ = labels_layer_data(empty, name=name)
+        kwargs["metadata"] = tagged(kwargs["metadata"], SUPPORT, image_layer)
         layer = self.viewer.add_labels(data, **kwargs)
-        self.support_combo.setCurrentText(layer.name)
+        self.support_combo.setCurrentIndex(max(self.support_combo.findData(layer_id(layer)), 0))
         layer.mode = "paint"
         try:
             layer.selected_label = min(parse_class_names(self.classes_edit.text()), default=1)
@@ -296,60 +368,87 @@ class FewShotWidget(FileActions, QWidget):
             session.class_names = parse_class_names(self.classes_edit.text())
             prediction = None
             if readapt:
-                if not self._shown(self.prediction_layer):
-                    raise InputError("nothing to re-adapt: run 'Adapt and segment' first")
-                prediction = np.array(layer_to_volume(self.prediction_layer).array, copy=True)
+                prediction_layer = self.prediction_layer
+                if prediction_layer is None:
+                    deleted = session.shown is not None
+                    raise InputError(
+                        "the prediction layer was deleted: run 'Adapt and segment' again"
+                        if deleted
+                        else "nothing to re-adapt: run 'Adapt and segment' first"
+                    )
+                prediction = np.array(layer_to_volume(prediction_layer).array, copy=True)
             backend, device = self.backend(), self.device_combo.currentText()
         except InputError as exc:
             return self._fail(exc)
 
-        def work(task: Any) -> tuple[Volume, Any, Any]:
-            support_set = session.support_set(support, prediction)
+        def work(task: Any) -> tuple[Volume, Any, Any, set[int]]:
+            support_set, reviewed = session.support_set(support, prediction)
             support_set.require_slices_per_class(backend.min_slices_per_class, backend.name)
             result, model = engine.run(image, support_set, backend, device, task)
-            return result, model, support_set
+            return result, model, support_set, reviewed
 
-        def done(outcome: tuple[Volume, Any, Any]) -> None:
-            result, model, support_set = outcome
-            self._show_prediction(result, support_set.class_names, support_set.class_colors)
-            session.record(result, model, fresh=not readapt)
+        def done(outcome: tuple[Volume, Any, Any, set[int]]) -> None:
+            result, model, support_set, reviewed = outcome
+            self._show_prediction(image_layer, result, support_set.class_names, support_set.class_colors)
+            session.record(result, model, reviewed)
             painted = ", ".join(f"{c.name}: {len(c.slices)} slices" for c in support_set.classes)
-            self._say(f"Prediction ready ({backend.name}; {painted}). Correct slices in it, then Re-adapt or Accept.")
+            corrected = f", {len(reviewed)} corrected" if reviewed else ""
+            self._say(
+                f"Prediction ready ({backend.name}; {painted}{corrected}). Correct slices in it, then Re-adapt or "
+                "Accept."
+            )
 
         self.jobs.start("re-adapt" if readapt else "adapt and segment", work, done)
 
-    def _show_prediction(self, result: Volume, names: dict[int, str], colors: dict[int, list[float]]) -> None:
+    def _show_prediction(
+        self, image_layer: Any, result: Volume, names: dict[int, str], colors: dict[int, list[float]]
+    ) -> Any:
+        """Show a result in the image's own prediction layer (made on first use, updated in place after)."""
         result.metadata["class_names"] = dict(names)
         result.metadata["class_colors"] = dict(colors)
-        name = f"{self.image_combo.currentText()} prediction"
+        name = f"{image_layer.name} prediction"
         data, kwargs, _ = labels_layer_data(result, name=name)
-        layer = self.prediction_layer
-        if self._shown(layer) and layer.data.shape == data.shape:
+        kwargs["metadata"] = tagged(kwargs["metadata"], PREDICTION, image_layer)
+        key = (layer_id(image_layer), PREDICTION)
+        layer = self.layers.find(self._made.get(key))
+        if layer is not None and layer.data.shape == data.shape:
             layer.metadata = kwargs["metadata"]
+            layer.colormap = kwargs["colormap"]
             layer.data = data
             layer.refresh()
         else:
             kwargs["opacity"] = 0.5
-            self.prediction_layer = self.viewer.add_labels(data, **kwargs)
+            layer = self.viewer.add_labels(data, **kwargs)
+            self._made[key] = layer_id(layer)
             self.reset_choices()
         if names:  # a correction painted with the brush's default label 1 would add a class nobody asked for
-            self.prediction_layer.selected_label = min(names)
+            layer.selected_label = min(names)
+        self._update_buttons()
+        return layer
 
     def accept(self) -> Any:
         """Copy the prediction (with the user's corrections) into the final labels layer."""
-        if not self._shown(self.prediction_layer):
-            return self._fail(InputError("nothing to accept: run 'Adapt and segment' first"))
         source = self.prediction_layer
-        name = f"{self.image_combo.currentText()} segmentation"
+        if source is None:
+            return self._fail(InputError("nothing to accept: run 'Adapt and segment' first"))
+        image_layer = self.image_layer()
         data = np.array(source.data, copy=True)
-        if self._shown(self.accepted_layer):
-            self.accepted_layer.data = data
-            self.accepted_layer.metadata = dict(source.metadata)
+        metadata = tagged(source.metadata, SEGMENTATION, image_layer)
+        accepted = self.accepted_layer
+        if accepted is not None and accepted.data.shape == data.shape:
+            accepted.metadata = metadata
+            accepted.data = data
         else:
-            self.accepted_layer = self.viewer.add_labels(
-                data, name=name, scale=source.scale, translate=source.translate, metadata=dict(source.metadata)
+            accepted = self.viewer.add_labels(
+                data,
+                name=f"{image_layer.name} segmentation",
+                scale=source.scale,
+                translate=source.translate,
+                metadata=metadata,
             )
-            self.accepted_layer.colormap = source.colormap
+            accepted.colormap = source.colormap
+            self._made[(layer_id(image_layer), SEGMENTATION)] = layer_id(accepted)
             self.reset_choices()
-        self._say(f"Accepted into {self.accepted_layer.name!r}. Export it to a file with 'Export…'.")
-        return self.accepted_layer
+        self._say(f"Accepted into {accepted.name!r}. Export it to a file with 'Export…'.")
+        self._update_buttons()
+        return accepted

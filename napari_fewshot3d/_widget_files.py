@@ -30,7 +30,7 @@ class FileActions:
 
         Returns the file being written (the job finishes in the background), or None if nothing starts.
         """
-        shown = [lay for lay in (self.accepted_layer, self.prediction_layer) if self._shown(lay)]
+        shown = [lay for lay in (self.accepted_layer, self.prediction_layer) if lay is not None]
         if not shown:
             return self._fail(InputError("nothing to export: run 'Adapt and segment' first"))
         layer = shown[0]
@@ -47,7 +47,7 @@ class FileActions:
         started = self.jobs.start(
             "export",
             lambda task: write_labels(volume, path, names, colors),
-            lambda written: self.jobs.say_info(f"wrote {written}"),
+            lambda written: self._done_writing("wrote", written),
         )
         return Path(path) if started else None
 
@@ -64,21 +64,22 @@ class FileActions:
         started = self.jobs.start(
             "save model",
             lambda task: engine.save_model(model, path),
-            lambda written: self.jobs.say_info(f"saved model to {written}"),
+            lambda written: self._done_writing("saved model to", written),
         )
         return Path(path) if started else None
 
     def load_model_and_apply(self, path: str | Path | None = None) -> None:
         """Segment the chosen image with a model saved earlier (on this or another volume)."""
+        try:  # before asking for a file: without an image there is nothing to apply it to
+            image_layer = self.image_layer()
+            image = self.image_volume()
+        except InputError as exc:
+            return self._fail(exc)
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Load model", "", f"{MODEL_FILES};;All files (*)")
             if not path:
                 return
-        try:
-            image = self.image_volume()
-            session = self._current_session(image)
-        except InputError as exc:
-            return self._fail(exc)
+        session = self._current_session(image)
         device = self.device_combo.currentText()
 
         def work(task: Any) -> tuple[Any, Volume]:
@@ -87,11 +88,16 @@ class FileActions:
 
         def done(outcome: tuple[Any, Volume]) -> None:
             model, result = outcome
-            self._show_prediction(result, model.class_names, {})
-            session.record(result, model, fresh=True)
-            self._say(f"Applied {Path(path).name} ({model.backend_name}).")
+            self._show_prediction(image_layer, result, model.class_names, {})
+            session.record(result, model, set())
+            self._say(f"Applied {Path(path).name} ({model.backend_name}). Correct slices in it, then Accept.")
 
         self.jobs.start("apply model", work, done)
+
+    def _done_writing(self, verb: str, written: Path) -> None:
+        """A toast with the file's name (a long path would be cut off there); the full path in the panel."""
+        self.jobs.say_info(f"{verb} {Path(written).name}")
+        self._say(f"{verb[:1].upper()}{verb[1:]} {written}")
 
     def _ask_save_path(self, title: str, suggestion: str, filters: str) -> str:
         path, _ = QFileDialog.getSaveFileName(self, title, suggestion, filters)

@@ -43,17 +43,24 @@ def fake_backends(monkeypatch) -> None:
     monkeypatch.setitem(backends._REGISTRY, "range-test", "tests.gui._fake_backends:RangeBackend")
 
 
+def dock_widget(viewer):
+    """The widget as a user gets it: from the Plugins menu, through napari's npe2 plugin path (which hands
+    the widget a proxy of the viewer, not the viewer itself)."""
+    from napari_fewshot3d._widget import TITLE
+
+    _, widget = viewer.window.add_plugin_dock_widget("napari-fewshot3d", TITLE)
+    return widget
+
+
 @pytest.fixture
 def make_widget(make_napari_viewer, qtbot) -> Iterator[Callable]:
-    """A factory for (viewer, docked widget); every job is cancelled and waited for at the end."""
-    from napari_fewshot3d._widget import FewShotWidget
-
+    """A factory for (viewer, widget docked from the Plugins menu); every job is cancelled and waited for at the end."""
     made = []
 
     def factory(**viewer_kwargs):
         viewer = make_napari_viewer(**viewer_kwargs)
-        widget = FewShotWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="Few-shot 3D")
+        widget = dock_widget(viewer)
+        assert widget.viewer is not viewer  # what a real plugin dock gets: napari's proxy
         made.append(widget)
         return viewer, widget
 
