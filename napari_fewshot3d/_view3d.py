@@ -16,8 +16,8 @@ from .preprocess import looks_like_ct
 
 #: HU window for the 3D context of a CT: bone stands out, soft tissue stays faint.
 CT_3D_WINDOW = (150.0, 1200.0)
-#: Camera angles (napari's Euler angles, degrees) of the oblique view: from the front, left and above.
-OBLIQUE = (-20.0, 35.0, 150.0)
+#: Camera angles (napari's Euler angles, degrees) of the oblique view: anterior, head up, turned and from above.
+OBLIQUE = (25.0, 0.0, -60.0)
 _SAVED = ("rendering", "contrast_limits", "opacity", "blending", "attenuation")
 
 
@@ -60,11 +60,11 @@ class View3D:
         for made in (self.widget.prediction_layer, self.widget.accepted_layer):
             if made is not None:
                 made.blending = "translucent"
+        self.viewer.reset_view()  # fit the volume first: it also resets the camera angles
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 keeps the camera there
         camera = getattr(scene, "camera", None) or getattr(self.viewer, "camera", None)
         if camera is not None:
             camera.angles = OBLIQUE
-        self.viewer.reset_view()
 
     def restore(self) -> None:
         """Put the image's 2D settings back (if it is still there)."""

@@ -131,7 +131,7 @@ class FewShotWidget(FileActions, QWidget):
         layout.addLayout(progress_row)
         layout.addStretch(1)
         # wide enough that the dock's title (display name and plugin name) is not cut off
-        self.setMinimumWidth(self.fontMetrics().horizontalAdvance(f"{TITLE} (napari-fewshot3d)") + 90)
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance(f"{TITLE} (napari-fewshot3d)") + 140)
 
         self.new_support_button.clicked.connect(lambda: self.new_support_layer())
         self.adapt_button.clicked.connect(self.adapt_and_segment)

@@ -70,3 +70,19 @@ class RangeBackend(Backend):
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
         return IntensityRange({int(k): tuple(v) for k, v in meta["ranges"].items()}, {})
+
+
+#: How long the embedding backend precomputes (seconds).
+EMBED_SECONDS = 3.0
+
+
+class EmbeddingRangeBackend(RangeBackend):
+    """RangeBackend with a background precomputation, like the learned backend's slice embeddings."""
+
+    name = "embed-test"
+
+    def embed(self, volume: Volume, device: str, task: Task, axis: int = 2) -> None:
+        steps = int(EMBED_SECONDS / 0.05)
+        for step in range(steps):
+            task.report(step / steps, f"encoding slice {step + 1}/{steps}")
+            time.sleep(0.05)

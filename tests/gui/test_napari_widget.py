@@ -67,7 +67,8 @@ def test_adapt_segment_accept_export(qtbot, make_widget, ct_case, tmp_path):
     np.testing.assert_array_equal(accepted.data, widget.prediction_layer.data)
     written = widget.export(tmp_path / "liver.seg.nrrd")
     wait_idle(qtbot, widget)  # written by a worker: the GUI stays free meanwhile
-    assert widget.jobs.last_message == f"wrote {written}"
+    assert widget.jobs.last_message == "wrote liver.seg.nrrd"  # the toast names the file; the panel has the path
+    assert str(written) in widget.status_label.text()
     again = read_labels(written)
     np.testing.assert_array_equal(again.array, layer_volume(accepted).array)
     np.testing.assert_allclose(again.affine, ref.affine, atol=1e-4)
@@ -89,7 +90,7 @@ def test_a_correction_then_readapt_keeps_or_improves_dice(qtbot, make_widget, ct
     qtbot.mouseClick(widget.readapt_button, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, widget)
     after = liver_dice(widget, ref)
-    assert after >= before - 1e-9, (before, after)
+    assert after > before + 0.01, (before, after)  # the corrected slice is support now: the gaps beside it improve
     assert worst in widget.session.reviewed
     np.testing.assert_array_equal(layer_volume(widget.prediction_layer).array[:, :, worst], truth[:, :, worst])
     np.testing.assert_array_equal(support_layer.data, painted)
@@ -188,7 +189,8 @@ def test_save_model_then_load_and_apply(qtbot, make_widget, ct_case, tmp_path, f
     viewer.layers.remove(widget.prediction_layer)
     widget.load_model_and_apply(model_file)
     wait_idle(qtbot, widget)
-    assert widget.prediction_layer in viewer.layers
+    assert widget.prediction_layer is not None, widget.jobs.last_message
+    assert widget.prediction_layer.unique_id in {layer.unique_id for layer in viewer.layers}
     applied = layer_volume(widget.prediction_layer).array
     # the saved model alone, without the painted slices kept, gives the same labels off the painted slices
     painted = np.flatnonzero(layer_volume(support_layer).array.any(axis=(0, 1)))
