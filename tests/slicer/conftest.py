@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "slicer_module" / "FewShot3D"
 if str(MODULE_DIR) not in sys.path:
@@ -72,3 +73,31 @@ def read_itk(*parts: str, first: int | None = None, stop: int | None = None):
 def world_of(ijk_to_ras, ijk: np.ndarray) -> np.ndarray:
     """RAS positions of voxel indices (rows of i, j, k) through the node's vtkMatrix4x4 itself."""
     return np.array([ijk_to_ras.MultiplyPoint((*map(float, v), 1.0))[:3] for v in ijk])
+
+
+@pytest.fixture(scope="session")
+def slicer(tmp_path_factory):
+    """Slicer's core (the slicer-core wheel) with the stand-in application of ``slicer_app`` published on it."""
+    pytest.importorskip("slicer.util", reason="Slicer's core is not installed (pip install slicer-core)")
+    from . import slicer_app
+
+    slicer_app.install(tmp_path_factory.mktemp("slicer-temporary"))
+    import slicer
+
+    return slicer
+
+
+@pytest.fixture
+def scene(slicer):
+    """Slicer's scene, emptied before each test (as the module's own test does in ``setUp``)."""
+    slicer.mrmlScene.Clear(0)
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(0)
+
+
+@pytest.fixture(scope="session")
+def fewshot3d(slicer):
+    """The module file FewShot3D.py, imported unchanged on Slicer's core."""
+    import FewShot3D
+
+    return FewShot3D
