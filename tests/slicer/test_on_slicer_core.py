@@ -287,7 +287,7 @@ def test_the_parameter_node_is_one_per_scene_and_keeps_nodes_and_choices(fewshot
 
 
 def test_the_slicer_package_is_the_wheels_alone(slicer):
-    """A ``slicer/`` folder on sys.path would join the wheel's package and be imported into it; tests/slicer never is."""
+    """A `slicer/` folder on sys.path joins the wheel's package and is imported: tests/slicer never is."""
     from pathlib import Path
 
     [folder] = slicer.__path__
