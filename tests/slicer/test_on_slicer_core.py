@@ -293,3 +293,61 @@ def test_the_slicer_package_is_the_wheels_alone(slicer):
     [folder] = slicer.__path__
     assert Path(folder, "slicer_core.py").exists()
     assert Path(slicer.util.__file__).parent == Path(folder)
+
+
+@pytest.mark.slow
+def test_default_backend_adapts_saves_and_applies_on_slicer_nodes(fewshot3d, slicer, scene, tmp_path, monkeypatch):
+    """selfprompt-sam (LiteMedSAM) on 5 CT slices: liver painted on 2, the rest segmented; the saved model applies."""
+    from napari_fewshot3d.cache import CACHE_ENV
+    from napari_fewshot3d.errors import InputError
+
+    from ..conftest import ct_slab
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "embeddings"))
+    image, reference = ct_slab(88, 93)
+    volume_node = slicer.util.loadVolume(str(write_image(image, tmp_path / "ct_5_slices.nii.gz")))
+    liver = reference.array == LIVER
+    logic = fewshot3d.FewShot3DLogic()
+    painted_node = logic.newPaintedSegmentation(volume_node)
+    liver_id = painted_node.GetSegmentation().GetNthSegmentID(0)
+    painted_node.GetSegmentation().GetSegment(liver_id).SetName("liver")
+    paint = np.zeros_like(liver)
+    paint[:, :, [1, 3]] = liver[:, :, [1, 3]]
+    paint_kji = np.ascontiguousarray(paint.astype(np.uint8).transpose(2, 1, 0))
+    slicer.util.updateSegmentBinaryLabelmapFromArray(paint_kji, painted_node, liver_id, volume_node)
+
+    output_node = logic.newOutputSegmentation(volume_node)
+    logic.process(volume_node, painted_node, output_node, "selfprompt-sam", "cpu", "axial")
+    predicted = shown_mask(slicer, output_node, liver_id, volume_node).astype(bool)
+    rest = [0, 2, 4]
+    assert dice(predicted[:, :, rest], liver[:, :, rest]) >= 0.85
+
+    path = logic.saveModel(tmp_path / "liver.fewshot3d.zip")
+    assert path.exists() and not (tmp_path / ".liver.fewshot3d.zip.partial").exists()
+    applied_node = logic.newOutputSegmentation(volume_node)
+    work, finish = logic.prepareApplyModel(str(path), volume_node, applied_node, "cpu")
+    finish(work(Task()))
+    segmentation = applied_node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 1
+    assert segmentation.GetSegment("fewshot_1").GetName() == "liver"
+    assert dice(segment_in_world(slicer, applied_node, "fewshot_1", volume_node), liver) >= 0.85
+    assert not logic.canReadapt()  # an applied model has no painted support to re-adapt with
+    with pytest.raises(InputError, match="nothing to re-adapt"):
+        logic.prepareAdapt(volume_node, painted_node, applied_node, "selfprompt-sam", "cpu", "axial", readapt=True)
+
+
+def test_nodes_the_logic_refuses(fewshot3d, slicer, scene):
+    from napari_fewshot3d.errors import InputError
+
+    volume_node = slicer.util.addVolumeFromArray(np.zeros((4, 5, 6), np.int16), name="input")
+    logic = fewshot3d.FewShot3DLogic()
+    painted_node = logic.newPaintedSegmentation(volume_node)
+    output_node = logic.newOutputSegmentation(volume_node)
+    with pytest.raises(InputError, match="must differ from the painted one"):
+        logic.prepareAdapt(volume_node, painted_node, painted_node, "interpolate", "cpu", "axial")
+    volume_node.SetAndObserveTransformNodeID(_transform(slicer, "shift").GetID())
+    with pytest.raises(InputError, match="under different transforms"):
+        logic.prepareAdapt(volume_node, painted_node, output_node, "interpolate", "cpu", "axial")
+    painted_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    with pytest.raises(InputError, match="nothing painted"):
+        logic.prepareAdapt(volume_node, painted_node, output_node, "interpolate", "cpu", "axial")
