@@ -187,9 +187,8 @@ def test_adapt_correct_readapt_export_on_slicer_nodes(fewshot3d, slicer, scene, 
         image.with_array(np.where(painted == LIVER, 1, np.where(painted == SPLEEN, 2, 0)).astype(np.uint8)), axis
     )
     support = prediction.plan.support
-    assert [(c.name, c.slices) for c in support.classes] == [
-        (c_name, c.slices) for c_name, c in zip(("liver", "spleen"), expected.classes, strict=True)
-    ]
+    assert [c.name for c in support.classes] == ["liver", "spleen"]
+    assert [c.slices for c in support.classes] == [c.slices for c in expected.classes]
     np.testing.assert_array_equal(support.labels.array, expected.labels.array)
     finish(prediction)
     assert output_node.GetTransformNodeID() == volume_node.GetTransformNodeID()
@@ -351,3 +350,27 @@ def test_nodes_the_logic_refuses(fewshot3d, slicer, scene):
     painted_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     with pytest.raises(InputError, match="nothing painted"):
         logic.prepareAdapt(volume_node, painted_node, output_node, "interpolate", "cpu", "axial")
+
+
+@pytest.mark.parametrize("name", ["mr", "oblique"])
+def test_a_seg_nrrd_painted_elsewhere_is_read_by_slicer_as_the_same_support(fewshot3d, slicer, scene, tmp_path, name):
+    """A painting saved by the engine (a .seg.nrrd from napari or the CLI) loaded into Slicer as the painted node."""
+    from napari_fewshot3d.volume_io import write_labels
+
+    case = _case(name, tmp_path)
+    volume_node = slicer.util.loadVolume(str(case.image_path))
+    axis = case.reference.slicing_axis("axial")
+    painted = paint_slices(case.reference.array, [LIVER, SPLEEN], axis, k=3)
+    path = write_labels(
+        case.reference.with_array(painted), tmp_path / "painted.seg.nrrd", {LIVER: "liver", SPLEEN: "spleen"}
+    )
+    painted_node = slicer.util.loadSegmentation(str(path))
+    logic = fewshot3d.FewShot3DLogic()
+    segments = logic.segmentsOf(painted_node, volume_node)
+    assert [s.name for s in segments] == ["spleen", "liver"]  # in label order, as the file lists them
+    for segment, value in zip(segments, (SPLEEN, LIVER), strict=True):
+        np.testing.assert_array_equal(segment.mask.transpose(2, 1, 0) != 0, painted == value)
+    plan = logic.session.plan(logic.volumeOf(volume_node), "axial", segments)
+    assert plan.support.painted_slices() == tuple(
+        sorted(set(np.flatnonzero(painted.any(axis=tuple(a for a in range(3) if a != axis)))))
+    )
