@@ -406,8 +406,7 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
 
     def showSegments(self, outputNode, volumeNode, segments) -> None:
         """Replace the output segmentation's segments, on the input's grid and transform, shown in 2D and 3D."""
-        outputNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        outputNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+        _placeOnVolume(outputNode, volumeNode)
         segmentation = outputNode.GetSegmentation()
         segmentation.RemoveAllSegments()
         for segment in segments:
@@ -420,8 +419,7 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
     def newPaintedSegmentation(self, volumeNode):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} painted")
         node.CreateDefaultDisplayNodes()
-        node.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+        _placeOnVolume(node, volumeNode)
         node.GetSegmentation().AddEmptySegment("", "structure 1")
         return node
 
@@ -523,6 +521,16 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         if not saved:
             raise OSError(f"Slicer could not write {path}")
         return path
+
+
+def _placeOnVolume(segmentationNode, volumeNode) -> None:
+    """Put a segmentation under the volume's parent transform, then take the volume's grid as its geometry.
+
+    In this order: Slicer takes the geometry in the segmentation's current frame, so a segmentation still outside
+    the transform would get the grid moved by it, and its files (written on that grid) would not match the volume.
+    """
+    segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
 
 
 def _install(step, pytorchUtils, packaging) -> None:

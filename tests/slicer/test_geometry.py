@@ -1,39 +1,40 @@
-"""Volume nodes and segments <-> engine data, on the real shared volumes through real VTK objects."""
+"""Volume nodes and segments <-> engine data: volume nodes loaded by Slicer's own readers (slicer-core)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-pytest.importorskip("vtk", reason="the Slicer module's tests need the vtk wheel (pip install vtk)")
-
-from FewShot3DLib.geometry import (  # noqa: E402 - after the skip
+from FewShot3DLib.geometry import (
     Segment,
-    array_from_image_data,
     classes_of,
     kji_from_ijk,
     labels_from_segments,
     matrix_to_numpy,
     numpy_to_matrix,
     segments_from_labels,
-    volume_from_image_data,
 )
-from napari_fewshot3d.errors import InputError  # noqa: E402
-from napari_fewshot3d.volume_io import read_image  # noqa: E402
+from napari_fewshot3d.errors import InputError
+from napari_fewshot3d.volume_io import read_image
 
-from ..conftest import data_path  # noqa: E402
-from .conftest import node_parts, read_itk, world_of  # noqa: E402
+from ..conftest import data_path
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 @pytest.mark.parametrize("case", ["mr_abdomen", "ct_abdomen"])
-def test_volume_node_to_engine_volume_keeps_voxels_and_world_positions(case):
-    itk_image = read_itk(case, "image.nii.gz")
-    node = node_parts(itk_image)
-    volume = volume_from_image_data(node.image_data, node.ijk_to_ras, case)
+def test_volume_node_to_engine_volume_keeps_voxels_and_world_positions(fewshot3d, slicer, scene, case):
+    import SimpleITK as sitk
+    import vtk
 
-    assert volume.shape == tuple(itk_image.GetSize())
+    path = data_path(case, "image.nii.gz")
+    node = slicer.util.loadVolume(str(path))
+    volume = fewshot3d.FewShot3DLogic().volumeOf(node)
+    itk_image = sitk.ReadImage(str(path))
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+
+    assert volume.shape == tuple(itk_image.GetSize()) == tuple(node.GetImageData().GetDimensions())
     rng = np.random.default_rng(1)
     corners = np.array(
         [
@@ -44,51 +45,33 @@ def test_volume_node_to_engine_volume_keeps_voxels_and_world_positions(case):
         ]
     )
     voxels = np.vstack([corners, rng.integers(0, volume.shape, size=(20, 3))])
-    through_vtk = world_of(node.ijk_to_ras, voxels)
+    through_slicer = np.array([ijk_to_ras.MultiplyPoint((*map(float, v), 1.0))[:3] for v in voxels])
     through_engine = voxels @ volume.affine[:3, :3].T + volume.affine[:3, 3]
     through_itk = np.array([itk_image.TransformIndexToPhysicalPoint(tuple(int(x) for x in v)) for v in voxels])
-    np.testing.assert_allclose(through_engine, through_vtk, atol=1e-6)
+    np.testing.assert_allclose(through_engine, through_slicer, atol=1e-6)
     np.testing.assert_allclose(through_engine, through_itk @ _LPS.T, atol=1e-4)  # ITK is LPS, Slicer RAS
-    for i, j, k in voxels:
+    image_data = node.GetImageData()
+    for i, j, k in voxels:  # vtkImageData's own index lookup agrees with the engine's [i, j, k]
         assert volume.array[i, j, k] == itk_image.GetPixel(int(i), int(j), int(k))
+        assert volume.array[i, j, k] == image_data.GetScalarComponentAsDouble(int(i), int(j), int(k), 0)
 
     # The engine's own reader puts the same voxels at the same places.
-    from_file = read_image(data_path(case, "image.nii.gz"))
+    from_file = read_image(path)
     assert volume.same_grid(from_file)
     np.testing.assert_array_equal(volume.array, from_file.array)
     # And back: Slicer's [k, j, i] order, and the matrix a new node would get.
-    np.testing.assert_array_equal(kji_from_ijk(volume.array), node.kji())
-    np.testing.assert_allclose(matrix_to_numpy(numpy_to_matrix(volume.affine)), matrix_to_numpy(node.ijk_to_ras))
+    np.testing.assert_array_equal(kji_from_ijk(volume.array), slicer.util.arrayFromVolume(node))
+    np.testing.assert_allclose(matrix_to_numpy(numpy_to_matrix(volume.affine)), matrix_to_numpy(ijk_to_ras))
+    if case == "mr_abdomen":  # stored LPS: i runs right-to-left, j anterior-to-posterior, so flipped axes are covered
+        assert volume.affine[0, 0] < 0 and volume.affine[1, 1] < 0
 
 
-def test_the_mr_volume_is_stored_lps_so_the_round_trip_covers_flipped_axes():
-    node = node_parts(read_itk("mr_abdomen", "image.nii.gz"))
-    affine = matrix_to_numpy(node.ijk_to_ras)
-    assert affine[0, 0] < 0 and affine[1, 1] < 0  # i runs right-to-left, j anterior-to-posterior
-
-
-def test_image_data_view_is_indexed_k_j_i():
-    import vtk
-    from vtkmodules.util.numpy_support import numpy_to_vtk
-
-    ijk = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
-    image_data = vtk.vtkImageData()
-    image_data.SetDimensions(2, 3, 4)
-    image_data.GetPointData().SetScalars(numpy_to_vtk(kji_from_ijk(ijk).ravel(), deep=True))
-    # vtkImageData's own index -> value lookup agrees with the engine's [i, j, k].
-    for i, j, k in [(0, 0, 0), (1, 2, 3), (1, 0, 2)]:
-        assert image_data.GetScalarComponentAsDouble(i, j, k, 0) == ijk[i, j, k]
-    np.testing.assert_array_equal(array_from_image_data(image_data), kji_from_ijk(ijk))
-
-
-def test_a_vector_volume_is_refused():
-    import vtk
-
-    image_data = vtk.vtkImageData()
-    image_data.SetDimensions(2, 2, 2)
-    image_data.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 3)
+def test_a_vector_volume_is_refused(fewshot3d, slicer, scene):
+    rgb = slicer.util.addVolumeFromArray(np.zeros((2, 2, 2, 3), np.uint8), nodeClassName="vtkMRMLVectorVolumeNode")
     with pytest.raises(InputError, match="3 components"):
-        array_from_image_data(image_data)
+        fewshot3d.FewShot3DLogic().volumeOf(rgb)
+    with pytest.raises(InputError, match="choose an input volume"):
+        fewshot3d.FewShot3DLogic().volumeOf(None)
 
 
 def _segments(shape_kji):

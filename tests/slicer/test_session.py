@@ -1,45 +1,34 @@
-"""The module's whole adapt / re-adapt / save / apply path on real CT data, outside Slicer.
+"""The module's annotation state (``FewShot3DLib.session``) on its own: adapt / re-adapt on real CT, outside Slicer.
 
-``FewShot3DLogic`` in FewShot3D.py only reads nodes (``volumeOf``, ``segmentsOf``) and writes segments
-(``showSegments``); between those it calls exactly what is called here: ``FewShotSession.plan``, the engine job in a
-``BackgroundJob`` polled like its QTimer does, ``record`` and ``Prediction.segments``. The input comes as a Slicer
-volume node holds it (real vtkImageData + vtkMatrix4x4) and the painted segments as ``[k, j, i]`` masks, the way
-``arrayFromSegmentBinaryLabelmap`` returns them.
+``FewShot3DLogic`` reads nodes, then calls exactly this: ``FewShotSession.plan``, the engine job in a
+``BackgroundJob`` polled like its QTimer does, ``record`` and ``Prediction.segments``; the nodes themselves, where
+the voxels lie in the world, the files, and the saved-model path are tested on Slicer's own core in
+``test_on_slicer_core.py``. Here the painted segments are ``[k, j, i]`` masks, as ``arrayFromSegmentBinaryLabelmap``
+returns them.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-pytest.importorskip("vtk", reason="the Slicer module's tests need the vtk wheel (pip install vtk)")
+from FewShot3DLib.geometry import Segment, kji_from_ijk
+from FewShot3DLib.session import FewShotSession
+from FewShot3DLib.worker import DONE, BackgroundJob
+from napari_fewshot3d.errors import InputError
+from napari_fewshot3d.protocol import dice, paint_slices
 
-from FewShot3DLib.geometry import Segment, kji_from_ijk, volume_from_image_data  # noqa: E402
-from FewShot3DLib.session import FewShotSession, apply_model  # noqa: E402
-from FewShot3DLib.worker import DONE, BackgroundJob  # noqa: E402
-from napari_fewshot3d.cache import CACHE_ENV  # noqa: E402
-from napari_fewshot3d.errors import InputError  # noqa: E402
-from napari_fewshot3d.progress import Task  # noqa: E402
-from napari_fewshot3d.protocol import dice, paint_slices  # noqa: E402
-
-from .conftest import node_parts, read_itk, world_of  # noqa: E402
+from ..conftest import ct_slab
 
 SPLEEN, LIVER = 1, 5
 FIRST, STOP = 84, 96  # axial slices of ct_abdomen through liver and spleen
-WAIT_S = 300
 
 
 @pytest.fixture(scope="module")
 def ct():
-    """The slab as a volume node holds it, the full reference file, and the slab's reference [i, j, k]."""
-    node = node_parts(read_itk("ct_abdomen", "image.nii.gz", first=FIRST, stop=STOP))
-    reference_file = read_itk("ct_abdomen", "reference_labels.nii.gz")
-    import SimpleITK as sitk
-
-    reference = sitk.GetArrayFromImage(reference_file).transpose(2, 1, 0)[:, :, FIRST:STOP]
-    return node, reference_file, reference
+    """The slab and its reference labels ``[i, j, k]``."""
+    image, reference = ct_slab(FIRST, STOP)
+    return image, reference.array
 
 
 def painted_segments(reference: np.ndarray, k: int = 3) -> list[Segment]:
@@ -63,33 +52,9 @@ def run_polled(work) -> tuple[object, list[float]]:
     return job.result, fractions + [status.fraction]
 
 
-def dice_in_file_space(mask_kji: np.ndarray, node, reference_file, value: int) -> float:
-    """Dice of an output mask against the reference file, matching voxels by world position only.
-
-    Each predicted voxel goes through the input node's IJK-to-RAS matrix to RAS, then to LPS and into the
-    reference file's own index space; it must land exactly on a voxel there.
-    """
-    kji = np.argwhere(mask_kji)
-    world_ras = world_of(node.ijk_to_ras, kji[:, ::-1])
-    hits = set()
-    for x, y, z in world_ras:
-        index = reference_file.TransformPhysicalPointToContinuousIndex((-x, -y, z))
-        rounded = tuple(int(round(c)) for c in index)
-        assert np.allclose(index, rounded, atol=1e-3), "an output voxel is off the input grid"
-        hits.add(rounded)
-    import SimpleITK as sitk
-
-    reference = sitk.GetArrayFromImage(reference_file).transpose(2, 1, 0) == value
-    reference[:, :, :FIRST] = False
-    reference[:, :, STOP:] = False
-    truth = {tuple(int(c) for c in v) for v in np.argwhere(reference)}
-    return 2 * len(hits & truth) / (len(hits) + len(truth))
-
-
 @pytest.fixture(scope="module")
 def adapted(ct):
-    node, _, reference = ct
-    image = volume_from_image_data(node.image_data, node.ijk_to_ras, "ct slab")
+    image, reference = ct
     painted = painted_segments(reference)
     before = [s.mask.copy() for s in painted]
     session = FewShotSession()
@@ -101,17 +66,17 @@ def adapted(ct):
 
 
 @pytest.mark.slow
-def test_adapt_and_segment_lines_up_with_the_input_in_world_space(ct, adapted):
-    node, reference_file, _ = ct
+def test_adapt_and_segment_finds_the_painted_structures(ct, adapted):
+    image, reference = ct
     _, _, painted, before, plan, prediction, fractions = adapted
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     segments = prediction.segments()
     assert [(s.segment_id, s.name) for s in segments] == [("Segment_1", "spleen"), ("Segment_2", "liver")]
     assert segments[0].color == painted[0].color
-    shape_kji = tuple(reversed(node.image_data.GetDimensions()))
-    assert all(s.mask.shape == shape_kji for s in segments)
+    assert prediction.labels.same_grid(image)
+    assert all(s.mask.shape == tuple(reversed(image.shape)) for s in segments)
     for segment, value, floor in ((segments[0], SPLEEN, 0.8), (segments[1], LIVER, 0.78)):
-        assert dice_in_file_space(segment.mask, node, reference_file, value) >= floor, segment.name
+        assert dice(segment.mask.transpose(2, 1, 0), reference == value) >= floor, segment.name
     # Painted slices keep exactly what was painted, and the painted masks themselves are untouched.
     for segment, paint in zip(segments, painted, strict=True):
         for k in plan.support.painted_slices():
@@ -122,7 +87,7 @@ def test_adapt_and_segment_lines_up_with_the_input_in_world_space(ct, adapted):
 
 @pytest.mark.slow
 def test_readapt_uses_the_slices_corrected_in_the_output(ct, adapted):
-    _, _, reference = ct
+    _, reference = ct
     session, image, painted, _, plan, prediction, _ = adapted
     output = prediction.segments()
     liver_out = output[1].mask.transpose(2, 1, 0)
@@ -143,36 +108,6 @@ def test_readapt_uses_the_slices_corrected_in_the_output(ct, adapted):
     assert session.plan(image, "axial", painted, corrected=again.segments()).reviewed == {wrong}
     with pytest.raises(InputError, match="learns nothing"):
         session.save_model("unused.zip")
-
-
-@pytest.mark.slow
-def test_default_backend_adapts_saves_and_applies_on_a_few_slices(ct, tmp_path, monkeypatch):
-    """selfprompt-sam (LiteMedSAM) on 5 slices: liver painted on 2, the rest segmented; the saved model applies."""
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "embeddings"))
-    node = node_parts(read_itk("ct_abdomen", "image.nii.gz", first=88, stop=93))
-    image = volume_from_image_data(node.image_data, node.ijk_to_ras, "ct 5 slices")
-    reference = ct[2][:, :, 88 - FIRST : 93 - FIRST] == LIVER
-    paint = np.zeros_like(reference)
-    paint[:, :, [1, 3]] = reference[:, :, [1, 3]]
-    painted = [Segment("Segment_1", "liver", (0.8, 0.3, 0.2), kji_from_ijk(paint.astype(np.uint8)))]
-    session = FewShotSession()
-    session.select("vtkMRMLScalarVolumeNode2", "axial")
-    plan = session.plan(image, "axial", painted)
-    prediction, _ = run_polled(lambda task: session.adapt_and_segment(plan, "selfprompt-sam", "cpu", task))
-    session.record(prediction)
-    liver = prediction.segments()[0].mask.transpose(2, 1, 0).astype(bool)
-    rest = [0, 2, 4]
-    assert dice(liver[:, :, rest], reference[:, :, rest]) >= 0.85
-
-    path = session.save_model(tmp_path / "liver.fewshot3d.zip")
-    applied = apply_model(path, image, "cpu", Task())
-    [segment] = applied.segments()
-    assert segment.name == "liver" and segment.segment_id == "fewshot_1"
-    assert dice(segment.mask.transpose(2, 1, 0), reference) >= 0.85
-    session.record(applied)
-    assert not os.path.exists(tmp_path / ".liver.fewshot3d.zip.partial")
-    with pytest.raises(InputError, match="nothing to re-adapt"):  # an applied model has no painted support
-        session.plan(image, "axial", painted, corrected=applied.segments())
 
 
 def _blob_segments(labels_ijk: np.ndarray) -> list[Segment]:
