@@ -92,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     wait_idle(widget)
     viewer.screenshot(str(args.out / "2-prediction-unpainted-slice.png"), canvas_only=False)
 
-    viewer.dims.ndisplay = 3
-    viewer.layers[0].visible = False
-    getattr(viewer, "scene", viewer).camera.angles = (0, 30, 70)  # napari >= 0.9 moved the camera to viewer.scene
-    viewer.reset_view()
+    viewer.dims.ndisplay = 3  # the widget draws the image as context and turns the camera to an oblique view
     wait_idle(widget)
     viewer.screenshot(str(args.out / "3-prediction-3d.png"), canvas_only=False)
     sys.stdout.write(f"wrote 3 screenshots to {args.out}/\n")

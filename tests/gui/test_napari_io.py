@@ -93,3 +93,23 @@ def test_widget_docks_from_the_plugin_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-fewshot3d", "Few-shot 3D segmentation")
     assert isinstance(widget, FewShotWidget)
+
+
+def test_a_slicer_segmentation_opens_with_its_names_and_colours(make_napari_viewer, blob_volume, tmp_path):
+    """A .seg.nrrd (as the Slicer module or Export writes it) opens as Labels with its segments' names and
+    colours, on its own geometry."""
+    from napari_fewshot3d._layer_io import layer_to_volume
+    from napari_fewshot3d.volume_io import write_labels
+
+    _, labels = blob_volume
+    colors = {1: [0.9, 0.1, 0.1], 2: [0.1, 0.2, 0.95]}
+    path = write_labels(labels, tmp_path / "organs.seg.nrrd", {1: "liver", 2: "spleen"}, colors)
+    viewer = make_napari_viewer()
+    layer = open_image(viewer, path)
+    assert layer._type_string == "labels"
+    assert layer.metadata["fewshot3d"]["class_names"] == {1: "liver", 2: "spleen"}
+    for value, rgb in colors.items():
+        np.testing.assert_allclose(layer.get_color(value)[:3], rgb, atol=0.01)
+    again = layer_to_volume(layer)
+    np.testing.assert_array_equal(again.array, labels.array)
+    np.testing.assert_allclose(again.affine, labels.affine, atol=1e-4)

@@ -48,7 +48,7 @@ def test_selfprompt_sam_segments_the_spleen_on_a_slab(qtbot, make_widget, ct_cas
     widget.backend_combo.setCurrentText("selfprompt-sam")
     assert widget.jobs.job is not None and widget.jobs.job.kind == EMBED  # started on choosing, in the background
     wait_idle(qtbot, widget, seconds=600)
-    assert "embeddings ready" in widget.status_label.text(), widget.jobs.last_message
+    assert widget.progress_bar.text() == "slice embeddings ready", widget.jobs.last_message  # the bar, not the status
 
     support_layer = widget.new_support_layer()
     paint(support_layer, truth.with_array(paint_slices(truth.array, [SPLEEN], 2, k=2)))
@@ -72,4 +72,5 @@ def test_choosing_another_backend_stops_the_background_embedding(qtbot, make_wid
     wait_idle(qtbot, widget, seconds=30)
     assert time.perf_counter() - started < 30
     assert "cancelled" not in widget.jobs.last_message  # superseded quietly, not a user's cancel
-    assert widget.status_label.text().startswith("Ready")
+    assert widget.status_label.text().startswith("Choose an image")  # the status line is not the background's
+    assert widget.progress_bar.text() == "idle" and widget.progress_bar.value() == 0
