@@ -23,7 +23,7 @@ from napari_fewshot3d.volume_io import read_labels
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def wait_idle(widget, seconds: float = 900) -> None:
+def wait_idle(widget, seconds: float = 3600) -> None:
     from qtpy.QtWidgets import QApplication
 
     deadline = time.monotonic() + seconds

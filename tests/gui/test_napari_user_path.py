@@ -75,7 +75,7 @@ def test_the_whole_user_path_from_the_plugin_menu(qtbot, make_widget, ct_case, t
     assert prediction is not None, widget.jobs.last_message
     assert prediction.name == f"{image_layer.name} prediction"
     first = liver_dice(prediction, truth)
-    assert first > 0.85, first  # measured 0.93 on this slab
+    assert first > 0.86, first  # engine.run on the same slab and slices: 0.912
     assert "Prediction ready" in widget.status_label.text()
     assert widget.progress_bar.value() == widget.progress_bar.maximum()  # the finished state, not 0 %
     assert [widget.support_combo.itemText(i) for i in range(widget.support_combo.count())] == [support_layer.name]
@@ -129,4 +129,4 @@ def test_the_whole_user_path_from_the_plugin_menu(qtbot, make_widget, ct_case, t
     assert widget.status_label.text().startswith("Applied liver.fewshot3d.zip"), widget.jobs.last_message
     assert len(viewer.layers) == count and widget.prediction_layer.unique_id == prediction.unique_id
     applied = liver_dice(prediction, truth)
-    assert applied > 0.85, applied
+    assert applied > 0.85, applied  # engine.segment with the reloaded model: 0.902
