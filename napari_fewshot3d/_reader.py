@@ -16,7 +16,7 @@ import numpy as np
 from ._layer_io import labels_layer_kwargs, volume_to_layer_data
 from .errors import InputError
 from .volume import Volume
-from .volume_io import format_of, read_image, read_labels
+from .volume_io import format_of, looks_like_dicom_folder, read_image, read_labels
 
 FILE_FORMATS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd")
 
@@ -34,7 +34,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
         path = path[0]
     path = Path(os.fspath(path))
     if path.is_dir():
-        return read_layers if _looks_like_dicom_folder(path) else None
+        return read_layers if looks_like_dicom_folder(path) else None
     return read_layers if format_of(path) in FILE_FORMATS else None
 
 
@@ -91,20 +91,3 @@ def display_window(array: np.ndarray) -> tuple[float, float]:
     if hi <= lo:
         hi = lo + 1.0
     return float(lo), float(hi)
-
-
-def _looks_like_dicom_folder(folder: Path, probe: int = 20) -> bool:
-    """True when one of the first files has the DICOM preamble (cheap: no DICOM library involved)."""
-    try:
-        entries = sorted(p for p in folder.iterdir() if p.is_file())[:probe]
-    except OSError:
-        return False
-    for entry in entries:
-        try:
-            with entry.open("rb") as handle:
-                handle.seek(128)
-                if handle.read(4) == b"DICM":
-                    return True
-        except OSError:
-            continue
-    return False

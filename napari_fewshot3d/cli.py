@@ -16,6 +16,8 @@ from . import __version__
 from .backend_args import add_backend_arguments, options_from_args, route_options
 from .backends import DEFAULT_BACKEND, available_backends, get_backend
 from .bench import BenchConfig, add_bench_arguments, run_bench
+from .cohort import is_cohort
+from .cohort_cli import add_cohort_arguments, cmd_apply_cohort
 from .engine import DEVICES, load_model, resolve_device, run, save_model, segment
 from .errors import Cancelled, InputError
 from .pretrain_cli import add_pretrain_arguments, cmd_pretrain
@@ -85,12 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--quiet", action="store_true", help="no progress output")
     add_backend_arguments(seg)
 
-    app = commands.add_parser("apply", help="segment a volume with a saved adapted model")
+    app = commands.add_parser("apply", help="segment volumes with a saved adapted model (one, or a cohort on Dask)")
     app.add_argument("model", help="model file written by `segment --save-model`")
-    app.add_argument("image", help="image file or DICOM series folder")
-    app.add_argument("--out", required=True, help="output labels (.nii.gz, .nii, .nrrd, .seg.nrrd)")
+    app.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image file or DICOM series folder; several, a folder of images or a CSV/TSV list make a cohort",
+    )
+    app.add_argument(
+        "--out", required=True, help="output labels (.nii.gz, .nii, .nrrd, .seg.nrrd); for a cohort, a folder"
+    )
     _add_device(app)
     app.add_argument("--quiet", action="store_true", help="no progress output")
+    add_cohort_arguments(app)
 
     demo = commands.add_parser("demo", help="paint k slices of a bundled brain MRI, segment it, print Dice")
     demo.add_argument("--k", type=int, default=3, help="painted slices per structure (default 3)")
@@ -138,11 +148,13 @@ def cmd_segment(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_apply(args: argparse.Namespace) -> None:
+def cmd_apply(args: argparse.Namespace) -> int | None:
+    if is_cohort(args.inputs):
+        return cmd_apply_cohort(args)
     device = resolve_device(args.device)
     check_writable(args.out)
     model = load_model(args.model)
-    image = read_image(args.image)
+    image = read_image(args.inputs[0])
     printer = ProgressPrinter(args.quiet)
     try:
         result = segment(model, image, device=device, progress=printer)
@@ -150,6 +162,7 @@ def cmd_apply(args: argparse.Namespace) -> None:
         printer.close()
     write_labels(result, args.out, model.class_names)
     printer.say(f"wrote {args.out} [{model.backend_name} on {device}; {time.perf_counter() - printer.started:.1f} s]")
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -6,10 +6,12 @@ Front ends (napari, Slicer, CLI) convert their data to a :class:`Volume` and a
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,13 +159,20 @@ def save_model(model: AdaptedModel, path: str | os.PathLike) -> Path:
     return write_atomically(path, write, "model")
 
 
-def load_model(path: str | os.PathLike) -> AdaptedModel:
-    """Read a model file written by :func:`save_model` and rebuild it with its backend."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
+def load_model(path: str | os.PathLike | bytes) -> AdaptedModel:
+    """Read a model file written by :func:`save_model` and rebuild it with its backend.
+
+    ``path`` may also be the file's bytes (a cohort sends them to its workers once, not a path to re-read)."""
+    source: Any
+    if isinstance(path, bytes):
+        source, path = io.BytesIO(path), Path("model bytes")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such model file")
+        source = path
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             header = json.loads(archive.read("model.json"))
             arrays = {
                 Path(name).stem: np.load(archive.open(name), allow_pickle=False)

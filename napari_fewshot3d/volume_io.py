@@ -85,7 +85,7 @@ def _read_nifti(path: Path) -> Volume:
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: not a 3D image (shape {data.shape})")
-    return Volume(np.ascontiguousarray(data), img.affine, name=_stem(path))
+    return Volume(np.ascontiguousarray(data), img.affine, name=image_stem(path))
 
 
 def _read_with_sitk(path: Path) -> Volume:
@@ -127,7 +127,7 @@ def _volume_from_sitk(image, path: Path) -> Volume:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path}: not a scalar image ({image.GetNumberOfComponentsPerPixel()} components per voxel)")
     array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # (k, j, i) -> (i, j, k)
-    return Volume(np.ascontiguousarray(array), affine_from_itk(image), name=_stem(path))
+    return Volume(np.ascontiguousarray(array), affine_from_itk(image), name=image_stem(path))
 
 
 def affine_from_itk(image) -> np.ndarray:
@@ -158,7 +158,7 @@ def _read_seg_nrrd(path: Path) -> Volume:
             if "color" in segment:
                 colors[value] = [float(c) for c in segment["color"]]
     metadata = {"class_names": names, "class_colors": colors}
-    return Volume(np.ascontiguousarray(voxels), affine, name=_stem(path), metadata=metadata)
+    return Volume(np.ascontiguousarray(voxels), affine, name=image_stem(path), metadata=metadata)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -282,7 +282,24 @@ def _write_seg_nrrd(volume: Volume, filename: str, names: dict[int, str], colors
     slicerio.write_segmentation(filename, segmentation)
 
 
-def _stem(path: Path) -> str:
+def looks_like_dicom_folder(folder: Path, probe: int = 20) -> bool:
+    """True when one of the first files has the DICOM preamble (cheap: no DICOM library involved)."""
+    try:
+        entries = sorted(p for p in folder.iterdir() if p.is_file())[:probe]
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            with entry.open("rb") as handle:
+                handle.seek(128)
+                if handle.read(4) == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def image_stem(path: Path) -> str:
     name = path.name
     for suffix in (".seg.nrrd", ".nii.gz", *LABEL_FORMATS, *_SITK_IMAGE_SUFFIXES):
         if name.lower().endswith(suffix):
