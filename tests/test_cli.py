@@ -116,6 +116,7 @@ def test_labels_stored_in_another_orientation_are_reoriented(tmp_path):
     np.testing.assert_array_equal(mask.array, interpolate_between_slices(labels, 2))
 
 
+@pytest.mark.slow  # 19 CLI runs: ~50 s on 2 busy cores
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp_path):
     image, support = ct_liver_support["image"], ct_liver_support["support"]
     out = tmp_path / "out.nii.gz"
@@ -150,6 +151,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp
     ]
     for args, fragment in cases:
         assert_input_error(fewshot3d(*args, "--out", out), fragment)
+    bad_precision = fewshot3d("segment", image, "--support", support, "--out", out, env={"FEWSHOT3D_PRECISION": "int8"})
+    assert_input_error(bad_precision, "FEWSHOT3D_PRECISION='int8' is not a precision: choose one of auto, fp32")
     assert not out.exists()
     assert_input_error(
         fewshot3d("segment", image, "--support", support, "--out", tmp_path / "no" / "x.nii.gz"), "does not exist"
@@ -161,11 +164,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other_grid.nii.gz", "text.nii.gz"]
 
 
+@pytest.mark.no_cuda  # the unavailable-device path needs a machine without CUDA
 def test_unavailable_device_exits_2():
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA; the unavailable-device path needs one without")
     result = fewshot3d("segment", "img.nii.gz", "--support", "l.nii.gz", "--out", "o.nii.gz", "--device", "cuda")
     assert_input_error(result, "device cuda is not available")
 
