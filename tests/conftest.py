@@ -147,14 +147,16 @@ def blob_volume() -> tuple[Volume, Volume]:
     return Volume(image, affine, "blobs"), Volume(labels, affine, "blobs_labels")
 
 
-def ct_slab(first: int, stop: int) -> tuple[Volume, Volume]:
-    """Axial slices [first, stop) of ct_abdomen and its reference labels, with the geometry of where they lie."""
+def ct_slab(first: int, stop: int, axis: int = 2) -> tuple[Volume, Volume]:
+    """Slices [first, stop) along array ``axis`` (2: axial, 1: coronal, 0: sagittal) of ct_abdomen and its reference
+    labels, with the geometry of where they lie."""
     from napari_fewshot3d.volume_io import read_image, read_labels
 
     folder = data_path("ct_abdomen")
     image = read_image(folder / "image.nii.gz")
     reference = read_labels(folder / "reference_labels.nii.gz")
     affine = image.affine.copy()
-    affine[:3, 3] += affine[:3, 2] * first
-    slab = Volume(image.array[:, :, first:stop].copy(), affine, "slab")
-    return slab, slab.with_array(reference.array[:, :, first:stop].copy())
+    affine[:3, 3] += affine[:3, axis] * first
+    keep = tuple(slice(first, stop) if a == axis else slice(None) for a in range(3))
+    slab = Volume(image.array[keep].copy(), affine, "slab")
+    return slab, slab.with_array(reference.array[keep].copy())

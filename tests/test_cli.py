@@ -188,7 +188,9 @@ def test_demo_runs_offline_and_prints_dice(tmp_path):
     assert result.returncode == 0, result.stderr
     scores = dict(part.split(": Dice ") for part in result.stdout.split(" (")[0].split("; "))
     assert set(scores) == {"grey_matter", "white_matter"}
-    assert all(0.3 < float(v) <= 1.0 for v in scores.values())
+    # Floors a few hundredths under the measured Dice (grey 0.872, white 0.790; selfprompt-sam, k=3, fp32 CPU)
+    floors = {"grey_matter": 0.84, "white_matter": 0.76}
+    assert all(floors[name] <= float(v) <= 1.0 for name, v in scores.items()), scores
     image = read_image(tmp_path / "demo" / "image.nii.gz")
     prediction = read_labels(tmp_path / "demo" / "prediction.seg.nrrd")
     assert prediction.same_grid(image)
