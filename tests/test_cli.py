@@ -18,6 +18,10 @@ from napari_fewshot3d.volume_io import read_image, read_labels, write_image, wri
 from .conftest import ct_slab, data_path
 
 LIVER = 5
+SPLEEN = 1
+
+#: Model files of each format version, committed (see tests/data/README.md): later versions must keep reading them.
+COMMITTED_MODELS = Path(__file__).resolve().parent / "data"
 
 
 def fewshot3d(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -225,3 +229,45 @@ def test_selfprompt_segment_saves_a_model_that_apply_uses(tmp_path):
         mask = read_labels(tmp_path / name)
         assert mask.same_grid(slab)
         assert dice(mask.array == 1, spleen == 1) > 0.8, name
+
+
+def test_a_model_file_of_the_current_format_is_committed_and_reads_back():
+    from napari_fewshot3d.engine import MODEL_FORMAT_VERSION, load_model
+
+    assert (COMMITTED_MODELS / f"selfprompt_spleen_v{MODEL_FORMAT_VERSION}.fs3d").is_file()
+    model = load_model(COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d")
+    assert model.backend_name == "selfprompt-sam" and model.class_names == {SPLEEN: "spleen"}
+    assert model.axis == 2 and model.refine == {SPLEEN: True} and model.fusion == {SPLEEN: "none"}
+    assert model.checkpoint is None and list(model.head.values) == [SPLEEN]
+
+
+@pytest.mark.slow
+def test_apply_with_the_committed_model_finds_the_spleen(tmp_path):
+    """Version 1 file, applied as a user does to CT slices next to the ones it was adapted on (measured Dice 0.939)."""
+    slab, reference = ct_slab(95, 101)
+    write_image(slab, tmp_path / "slab.nii.gz")
+    out = tmp_path / "spleen.seg.nrrd"
+    done = fewshot3d("apply", COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d", tmp_path / "slab.nii.gz", "--out", out)
+    assert done.returncode == 0, done.stderr
+    mask = read_labels(out)
+    assert mask.same_grid(slab) and mask.metadata["class_names"] == {SPLEEN: "spleen"}
+    assert dice(mask.array == SPLEEN, reference.array == SPLEEN) >= 0.91
+
+
+@pytest.mark.slow  # 5 CLI runs
+def test_apply_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
+    model = COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d"
+    image = write_image(Volume(np.zeros((8, 8, 4), np.int16), np.eye(4)), tmp_path / "image.nii.gz")
+    (tmp_path / "text.nii.gz").write_text("hello")
+    out = tmp_path / "out.nii.gz"
+    cases = [
+        ([model, tmp_path / "absent.nii.gz", "--out", out], "no such file"),
+        ([model, tmp_path / "text.nii.gz", "--out", out], "not a readable NIfTI"),
+        ([tmp_path / "absent.fs3d", image, "--out", out], "no such model file"),
+        ([model, image, "--out", tmp_path / "no" / "out.nii.gz"], "output folder"),
+        # A folder nobody can create files in, root included (the tests may run as root, for whom chmod is no bar).
+        ([model, image, "--out", "/proc/out.nii.gz"], "output is not writable"),
+    ]
+    for args, fragment in cases:
+        assert_input_error(fewshot3d("apply", *args), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.nii.gz", "text.nii.gz"]
