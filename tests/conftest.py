@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def data_path(*parts: str) -> Path:
-    """A path inside ../shared/data, or skip the test with the reason when it is absent."""
+    """A path inside ../shared/data, or skip the test with the reason when it is absent (a failure with CI=true)."""
     path = DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"real test data not found at {path} (the shared data folder sits beside the repository)")

@@ -225,10 +225,11 @@ def test_selfprompt_segment_saves_a_model_that_apply_uses(tmp_path):
         "apply", tmp_path / "spleen.fs3d", tmp_path / "slab.nrrd", "--out", tmp_path / "applied.nii.gz", env=env
     )
     assert applied.returncode == 0, applied.stderr
-    for name in ("spleen.seg.nrrd", "applied.nii.gz"):
+    # Floors a few hundredths under the measured Dice (segment 0.951; apply, without the painting, 0.909)
+    for name, floor in (("spleen.seg.nrrd", 0.92), ("applied.nii.gz", 0.88)):
         mask = read_labels(tmp_path / name)
         assert mask.same_grid(slab)
-        assert dice(mask.array == 1, spleen == 1) > 0.8, name
+        assert dice(mask.array == 1, spleen == 1) >= floor, name
 
 
 def test_a_model_file_of_the_current_format_is_committed_and_reads_back():

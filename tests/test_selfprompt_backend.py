@@ -78,7 +78,7 @@ def test_saved_model_applies_to_a_volume_without_painting(tmp_path, slab, adapte
     loaded = engine.load_model(engine.save_model(model, tmp_path / "liver_spleen.fs3d"))
     assert loaded.class_names == {SPLEEN: "spleen", LIVER: "liver"}
     applied = engine.segment(loaded, image, device="cpu")
-    assert dice(applied.array == LIVER, reference.array == LIVER) > 0.8
+    assert dice(applied.array == LIVER, reference.array == LIVER) >= 0.92  # measured 0.949
 
 
 def test_one_painted_slice_extends_beyond_it(slab):
@@ -89,7 +89,7 @@ def test_one_painted_slice_extends_beyond_it(slab):
     result, _ = engine.run(image, support, "selfprompt-sam", "cpu", lambda f, m: seen.append(f))
     assert seen == sorted(seen) and seen[-1] == 1.0  # a progress bar that never goes back
     rest = unpainted(support, image.shape[2])
-    assert dice(result.array[:, :, rest] == LIVER, reference.array[:, :, rest] == LIVER) > 0.8
+    assert dice(result.array[:, :, rest] == LIVER, reference.array[:, :, rest] == LIVER) >= 0.92  # measured 0.947
 
 
 def test_mr_kidney_outline_follows_the_kidney_not_its_border_cells(tmp_path, monkeypatch):
