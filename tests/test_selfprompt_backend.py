@@ -78,7 +78,7 @@ def test_saved_model_applies_to_a_volume_without_painting(tmp_path, slab, adapte
     loaded = engine.load_model(engine.save_model(model, tmp_path / "liver_spleen.fs3d"))
     assert loaded.class_names == {SPLEEN: "spleen", LIVER: "liver"}
     applied = engine.segment(loaded, image, device="cpu")
-    assert dice(applied.array == LIVER, reference.array == LIVER) >= 0.92  # measured 0.949
+    assert dice(applied.array == LIVER, reference.array == LIVER) >= 0.91  # measured 0.937
 
 
 def test_one_painted_slice_extends_beyond_it(slab):
