@@ -1,12 +1,15 @@
-"""Shared fixtures: where the real test volumes live, and small synthetic volumes."""
+"""Shared fixtures and the run's rules: where the real test volumes live, small synthetic volumes, the embedding
+cache kept out of the user's folder, and — in CI — no test passing by skipping for a missing prerequisite."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from napari_fewshot3d.cache import CACHE_ENV
 from napari_fewshot3d.volume import Volume
 
 #: Real CT/MR volumes with reference labels, kept beside the project (never copied into it).
@@ -14,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def data_path(*parts: str) -> Path:
-    """A path inside ../shared/data, or skip the test with the reason when it is absent."""
+    """A path inside ../shared/data, or skip the test with the reason when it is absent (a failure with CI=true)."""
     path = DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"real test data not found at {path} (the shared data folder sits beside the repository)")
@@ -25,6 +28,97 @@ def data_path(*parts: str) -> Path:
 def ct_paths() -> dict[str, Path]:
     folder = data_path("ct_abdomen")
     return {"image": folder / "image.nii.gz", "labels": folder / "reference_labels.nii.gz"}
+
+
+# ----------------------------------------------------------------------------- skips in CI
+
+#: Markers for tests that need a kind of machine. Skipping them elsewhere is the only skip CI allows: a CPU-only
+#: CI host cannot run a CUDA test, and a CUDA host cannot show what happens without one.
+HARDWARE = {
+    "cuda": (True, "needs a CUDA device; this machine has none"),
+    "no_cuda": (False, "needs a machine without CUDA; this one has it"),
+}
+_HARDWARE_SKIP = pytest.StashKey[str]()
+
+
+def in_ci() -> bool:
+    """CI=true (or 1/yes), as CI services and `.ci/run` set it."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, (wants_cuda, _) in HARDWARE.items():
+        config.addinivalue_line(
+            "markers", f"{name}: runs only on a machine {'with' if wants_cuda else 'without'} CUDA (an allowed skip)"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a hardware-marked test on the wrong machine, remembering that this skip is the allowed kind."""
+    for name, (wants_cuda, reason) in HARDWARE.items():
+        if item.get_closest_marker(name) is not None:
+            import torch
+
+            if torch.cuda.is_available() != wants_cuda:
+                item.stash[_HARDWARE_SKIP] = reason
+                pytest.skip(reason)
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+
+
+def _fail_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = _skip_reason(report)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"CI=true: every test must run, but this one skipped ({reason}). Install what it names, or mark a test "
+        f"that needs a kind of machine with one of: {', '.join(HARDWARE)}."
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI a skip — missing data, display, Xvfb, a package — is a failure; only hardware skips stay skips."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail") and _HARDWARE_SKIP not in item.stash:
+        _fail_in_ci(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """The same for a whole module skipped while it is collected (``pytest.importorskip`` of a missing package)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci():
+        _fail_in_ci(report)
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedding_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Embeddings go to one folder of this run (shared by its tests), never the user's cache: a rerun starts cold.
+    Session-wide, so module-scoped fixtures and CLI subprocesses (they inherit the environment) use it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("embeddings")))
+        yield
+
+
+@pytest.fixture
+def cold_embeddings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For a test that asserts cold behaviour: an empty cache folder of its own and no embeddings in memory."""
+    from napari_fewshot3d.backends import selfprompt_sam
+
+    folder = tmp_path / "embeddings"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    selfprompt_sam._CACHE.clear_memory()
+    yield folder
+    selfprompt_sam._CACHE.clear_memory()
 
 
 def oblique_affine(spacing=(0.8, 0.9, 2.5), origin=(10.0, -20.0, 30.0)) -> np.ndarray:
@@ -53,14 +147,16 @@ def blob_volume() -> tuple[Volume, Volume]:
     return Volume(image, affine, "blobs"), Volume(labels, affine, "blobs_labels")
 
 
-def ct_slab(first: int, stop: int) -> tuple[Volume, Volume]:
-    """Axial slices [first, stop) of ct_abdomen and its reference labels, with the geometry of where they lie."""
+def ct_slab(first: int, stop: int, axis: int = 2) -> tuple[Volume, Volume]:
+    """Slices [first, stop) along array ``axis`` (2: axial, 1: coronal, 0: sagittal) of ct_abdomen and its reference
+    labels, with the geometry of where they lie."""
     from napari_fewshot3d.volume_io import read_image, read_labels
 
     folder = data_path("ct_abdomen")
     image = read_image(folder / "image.nii.gz")
     reference = read_labels(folder / "reference_labels.nii.gz")
     affine = image.affine.copy()
-    affine[:3, 3] += affine[:3, 2] * first
-    slab = Volume(image.array[:, :, first:stop].copy(), affine, "slab")
-    return slab, slab.with_array(reference.array[:, :, first:stop].copy())
+    affine[:3, 3] += affine[:3, axis] * first
+    keep = tuple(slice(first, stop) if a == axis else slice(None) for a in range(3))
+    slab = Volume(image.array[keep].copy(), affine, "slab")
+    return slab, slab.with_array(reference.array[keep].copy())

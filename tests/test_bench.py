@@ -30,16 +30,9 @@ from napari_fewshot3d.protocol import protocol_slices
 from napari_fewshot3d.volume import Volume
 from napari_fewshot3d.volume_io import write_image, write_labels
 
-#: Real CT/MR volumes with reference labels, beside the repository (never copied into it).
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from .conftest import DATA, data_path
+
 AXIAL = 2
-
-
-def needs_data(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real test data not found at {path} (the shared data folder sits beside the repository)")
-    return path
 
 
 def slab(lo: int, hi: int, n: int = 30, value: int = 1) -> np.ndarray:
@@ -289,7 +282,7 @@ def test_report_tables_plots_and_json(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ct_bench(tmp_path_factory) -> tuple[Path, dict]:
-    data = needs_data("ct_abdomen").parent
+    data = data_path("ct_abdomen").parent
     out = tmp_path_factory.mktemp("bench") / "results"
     args = ["bench", "--data", str(data), "--cases", "ct_abdomen", "--structures", "spleen", "kidney_left"]
     args += ["--backends", "interpolate"]
@@ -303,7 +296,13 @@ def test_short_bench_writes_rows_table_and_plots(ct_bench) -> None:
     rows = results["rows"]
     assert {(r["structure"], r["k"]) for r in rows} == {(s, k) for s in ("spleen", "kidney_left") for k in (2, 3)}
     assert all(r["status"] == "ok" and r["backend"] == "interpolate" for r in rows)
-    assert all(0.5 < r["dice"] <= 1 and r["hd95_mm"] > 0 for r in rows)
+    assert all(r["hd95_mm"] > 0 for r in rows)
+    # Fill between slices is deterministic: floors a few hundredths under the measured Dice (spleen 0.662 / 0.781,
+    # kidney_left 0.610 / 0.778 at k = 2 / 3), and more painted slices must do better.
+    floors = {("spleen", 2): 0.63, ("spleen", 3): 0.75, ("kidney_left", 2): 0.58, ("kidney_left", 3): 0.75}
+    dice = {(r["structure"], r["k"]): r["dice"] for r in rows}
+    assert all(floors[key] <= dice[key] <= 1 for key in floors), dice
+    assert all(dice[(s, 3)] > dice[(s, 2)] for s in ("spleen", "kidney_left")), dice
     assert results["machine"]["cpu_count"] and results["machine"]["device"] == "cpu"
     assert "| interpolate |" in (out / "results.md").read_text()
     assert (out / "dice_vs_k.png").stat().st_size > 5000 and (out / "time_split.png").stat().st_size > 5000

@@ -18,6 +18,10 @@ from napari_fewshot3d.volume_io import read_image, read_labels, write_image, wri
 from .conftest import ct_slab, data_path
 
 LIVER = 5
+SPLEEN = 1
+
+#: Model files of each format version, committed (see tests/data/README.md): later versions must keep reading them.
+COMMITTED_MODELS = Path(__file__).resolve().parent / "data"
 
 
 def fewshot3d(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -116,6 +120,7 @@ def test_labels_stored_in_another_orientation_are_reoriented(tmp_path):
     np.testing.assert_array_equal(mask.array, interpolate_between_slices(labels, 2))
 
 
+@pytest.mark.slow  # 19 CLI runs: ~50 s on 2 busy cores
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp_path):
     image, support = ct_liver_support["image"], ct_liver_support["support"]
     out = tmp_path / "out.nii.gz"
@@ -150,6 +155,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp
     ]
     for args, fragment in cases:
         assert_input_error(fewshot3d(*args, "--out", out), fragment)
+    bad_precision = fewshot3d("segment", image, "--support", support, "--out", out, env={"FEWSHOT3D_PRECISION": "int8"})
+    assert_input_error(bad_precision, "FEWSHOT3D_PRECISION='int8' is not a precision: choose one of auto, fp32")
     assert not out.exists()
     assert_input_error(
         fewshot3d("segment", image, "--support", support, "--out", tmp_path / "no" / "x.nii.gz"), "does not exist"
@@ -161,11 +168,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other_grid.nii.gz", "text.nii.gz"]
 
 
+@pytest.mark.no_cuda  # the unavailable-device path needs a machine without CUDA
 def test_unavailable_device_exits_2():
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA; the unavailable-device path needs one without")
     result = fewshot3d("segment", "img.nii.gz", "--support", "l.nii.gz", "--out", "o.nii.gz", "--device", "cuda")
     assert_input_error(result, "device cuda is not available")
 
@@ -188,7 +192,9 @@ def test_demo_runs_offline_and_prints_dice(tmp_path):
     assert result.returncode == 0, result.stderr
     scores = dict(part.split(": Dice ") for part in result.stdout.split(" (")[0].split("; "))
     assert set(scores) == {"grey_matter", "white_matter"}
-    assert all(0.3 < float(v) <= 1.0 for v in scores.values())
+    # Floors a few hundredths under the measured Dice (grey 0.872, white 0.790; selfprompt-sam, k=3, fp32 CPU)
+    floors = {"grey_matter": 0.84, "white_matter": 0.76}
+    assert all(floors[name] <= float(v) <= 1.0 for name, v in scores.items()), scores
     image = read_image(tmp_path / "demo" / "image.nii.gz")
     prediction = read_labels(tmp_path / "demo" / "prediction.seg.nrrd")
     assert prediction.same_grid(image)
@@ -219,7 +225,50 @@ def test_selfprompt_segment_saves_a_model_that_apply_uses(tmp_path):
         "apply", tmp_path / "spleen.fs3d", tmp_path / "slab.nrrd", "--out", tmp_path / "applied.nii.gz", env=env
     )
     assert applied.returncode == 0, applied.stderr
-    for name in ("spleen.seg.nrrd", "applied.nii.gz"):
+    # Floors a few hundredths under the measured Dice (segment 0.951; apply, without the painting, 0.909)
+    for name, floor in (("spleen.seg.nrrd", 0.92), ("applied.nii.gz", 0.88)):
         mask = read_labels(tmp_path / name)
         assert mask.same_grid(slab)
-        assert dice(mask.array == 1, spleen == 1) > 0.8, name
+        assert dice(mask.array == 1, spleen == 1) >= floor, name
+
+
+def test_a_model_file_of_the_current_format_is_committed_and_reads_back():
+    from napari_fewshot3d.engine import MODEL_FORMAT_VERSION, load_model
+
+    assert (COMMITTED_MODELS / f"selfprompt_spleen_v{MODEL_FORMAT_VERSION}.fs3d").is_file()
+    model = load_model(COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d")
+    assert model.backend_name == "selfprompt-sam" and model.class_names == {SPLEEN: "spleen"}
+    assert model.axis == 2 and model.refine == {SPLEEN: True} and model.fusion == {SPLEEN: "none"}
+    assert model.checkpoint is None and list(model.head.values) == [SPLEEN]
+
+
+@pytest.mark.slow
+def test_apply_with_the_committed_model_finds_the_spleen(tmp_path):
+    """Version 1 file, applied as a user does to CT slices next to the ones it was adapted on (measured Dice 0.939)."""
+    slab, reference = ct_slab(95, 101)
+    write_image(slab, tmp_path / "slab.nii.gz")
+    out = tmp_path / "spleen.seg.nrrd"
+    done = fewshot3d("apply", COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d", tmp_path / "slab.nii.gz", "--out", out)
+    assert done.returncode == 0, done.stderr
+    mask = read_labels(out)
+    assert mask.same_grid(slab) and mask.metadata["class_names"] == {SPLEEN: "spleen"}
+    assert dice(mask.array == SPLEEN, reference.array == SPLEEN) >= 0.91
+
+
+@pytest.mark.slow  # 5 CLI runs
+def test_apply_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
+    model = COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d"
+    image = write_image(Volume(np.zeros((8, 8, 4), np.int16), np.eye(4)), tmp_path / "image.nii.gz")
+    (tmp_path / "text.nii.gz").write_text("hello")
+    out = tmp_path / "out.nii.gz"
+    cases = [
+        ([model, tmp_path / "absent.nii.gz", "--out", out], "no such file"),
+        ([model, tmp_path / "text.nii.gz", "--out", out], "not a readable NIfTI"),
+        ([tmp_path / "absent.fs3d", image, "--out", out], "no such model file"),
+        ([model, image, "--out", tmp_path / "no" / "out.nii.gz"], "output folder"),
+        # A folder nobody can create files in, root included (the tests may run as root, for whom chmod is no bar).
+        ([model, image, "--out", "/proc/out.nii.gz"], "output is not writable"),
+    ]
+    for args, fragment in cases:
+        assert_input_error(fewshot3d("apply", *args), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.nii.gz", "text.nii.gz"]

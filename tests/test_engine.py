@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_fewshot3d import engine
-from napari_fewshot3d.backends import AdaptedModel, Backend, get_backend, register_backend
+from napari_fewshot3d import backends, engine
+from napari_fewshot3d.backends import AdaptedModel, Backend, available_backends, get_backend, register_backend
 from napari_fewshot3d.errors import Cancelled, InputError
 from napari_fewshot3d.progress import CancelToken, Task
 from napari_fewshot3d.protocol import dice, paint_slices
@@ -52,11 +52,15 @@ class IntensityRangeBackend(Backend):
         return IntensityRangeModel(arrays["ranges"], {})
 
 
-register_backend("intensity-range", f"{__name__}:IntensityRangeBackend")
+@pytest.fixture
+def intensity_range(monkeypatch):
+    """The test backend, registered for one test only: undone after it, so it never shows in later tests' lists."""
+    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))
+    register_backend("intensity-range", f"{__name__}:IntensityRangeBackend")
 
 
 @pytest.fixture
-def blob_support(blob_volume):
+def blob_support(blob_volume, intensity_range):
     image, labels = blob_volume
     painted = paint_slices(labels.array, [1, 2], axis=2, k=3)
     return image, labels, SupportSet.from_labels(labels.with_array(painted), "axial", {1: "a", 2: "b"})
@@ -115,11 +119,16 @@ def test_bad_model_files_are_input_errors(tmp_path):
         engine.load_model(tmp_path / "absent.fs3d")
 
 
+@pytest.mark.slow  # the first ITK import: ~15 s
 def test_interpolation_cannot_be_saved(blob_support):
     image, _, support = blob_support
     _, model = engine.run(image, support, "interpolate", "cpu")
     with pytest.raises(TypeError, match="cannot save"):
         model.to_state()
+
+
+def test_only_the_shipped_backends_are_registered():
+    assert available_backends() == ["interpolate", "selfprompt-sam", "swin-unetr"]
 
 
 def test_devices():

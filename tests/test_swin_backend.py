@@ -60,6 +60,7 @@ def test_fine_tune_beats_its_untrained_start_and_reloads(liver_slab, tmp_path):
     assert np.array_equal(reloaded.segment(corner, "cpu", Task()), model.segment(corner, "cpu", Task()))
 
 
+@pytest.mark.slow  # builds the network and its first batch: ~4 s
 def test_cancel_stops_fine_tuning(liver_slab):
     image, _, support = liver_slab
     token = CancelToken()

