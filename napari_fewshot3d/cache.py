@@ -92,7 +92,8 @@ class EmbeddingCache:
             path = self._path(key, index)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                # a name of its own per process and thread: workers sharing the folder never write one file
+                tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
                 with open(tmp, "wb") as handle:
                     np.save(handle, embedding, allow_pickle=False)
                 os.replace(tmp, path)

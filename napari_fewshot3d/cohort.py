@@ -26,6 +26,7 @@ LIST_FORMATS = (".csv", ".tsv")
 WORKER_MEMORY_BYTES = 3 * 1024**3
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+INSTALL_DASK = "pip install 'napari-fewshot3d[cohort]'"
 
 
 @dataclass
@@ -152,15 +153,19 @@ def run_cohort(
     scheduler: str | None = None,
     overwrite: bool = False,
     on_outcome: Callable[[Outcome, int, int], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[Outcome]:
     """Apply the model to every input whose output is missing (all of them with ``overwrite``), on Dask.
 
     ``on_outcome(outcome, finished, total)`` is called on this thread as each volume ends. Ctrl-C cancels
-    the remaining tasks and closes the cluster before the interrupt goes on."""
+    the remaining tasks and closes the cluster before the interrupt goes on. Without Dask installed the
+    volumes run one after another in this process (``say`` tells the user how to get parallelism)."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise InputError("a cohort runs on Dask: pip install 'napari-fewshot3d[cohort]'") from None
+        if scheduler:
+            raise InputError(f"--scheduler needs Dask: {INSTALL_DASK}") from None
+        Client = None  # the sequential fallback below
     model_bytes = Path(model_path).read_bytes()
     outcomes: list[Outcome] = []
     todo: list[tuple[Path, Path]] = []
@@ -174,6 +179,14 @@ def run_cohort(
         if on_outcome is not None:
             on_outcome(outcome, len(outcomes), total)
     if not todo:
+        return outcomes
+    if Client is None:
+        if say is not None:
+            say(f"Dask is not installed: the volumes run one after another; {INSTALL_DASK} runs them in parallel")
+        for image, output in todo:
+            outcomes.append(apply_one(model_bytes, str(image), str(output), device, 0))
+            if on_outcome is not None:
+                on_outcome(outcomes[-1], len(outcomes), total)
         return outcomes
 
     cluster = None

@@ -86,6 +86,7 @@ def cmd_apply_cohort(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             overwrite=args.overwrite,
             on_outcome=progress,
+            say=lambda text: sys.stderr.write(text + "\n"),
         )
     finally:
         progress.close()

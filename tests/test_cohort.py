@@ -192,3 +192,42 @@ def test_bad_cohort_arguments_exit_2_with_one_line(cohort, tmp_path):
         "apply", cohort["model"], *inputs, "--out", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:9"
     )
     assert_input_error(unreachable, "cannot reach the Dask scheduler")
+
+
+def test_workers_sharing_a_cache_folder_never_tear_a_slice(tmp_path):
+    """Several threads (a worker running several tasks) store the same slice of the same volume at once."""
+    import threading
+
+    from napari_fewshot3d.cache import EmbeddingCache
+
+    caches = [EmbeddingCache(tmp_path) for _ in range(6)]
+    slices = [np.full((64, 16, 16), n, np.float16) for n in range(len(caches))]
+    for _ in range(20):
+        start = threading.Barrier(len(caches))
+
+        def store(n: int, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            caches[n].put("volume", 0, slices[n])
+
+        threads = [threading.Thread(target=store, args=(n, start)) for n in range(len(caches))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(cache.use_disk for cache in caches)  # no write failed (and silently fell back to memory)
+        stored = np.load(tmp_path / "volume" / "00000.npy")
+        assert any(np.array_equal(stored, s) for s in slices)
+    assert not list((tmp_path / "volume").glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_without_dask_a_cohort_runs_one_volume_after_another(cohort, tmp_path, monkeypatch):
+    from napari_fewshot3d.cohort import DONE, run_cohort
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if the cohort extra were not installed
+    said = []
+    inputs = cohort["inputs"][:2]
+    outputs = output_paths(inputs, tmp_path, ".nii.gz")
+    outcomes = run_cohort(cohort["model"], inputs, outputs, device="cpu", say=said.append)
+    assert [o.status for o in outcomes] == [DONE, DONE] and all(p.is_file() for p in outputs)
+    assert len(said) == 1 and "pip install 'napari-fewshot3d[cohort]'" in said[0]
