@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .preprocess import looks_like_ct
 
 #: HU window for the 3D context of a CT: bone stands out, soft tissue stays faint.
@@ -42,7 +43,7 @@ class View3D:
         """Draw the chosen image as context and turn the camera to an oblique view."""
         try:
             layer = self.widget.image_layer()
-        except Exception:  # no image chosen: napari's own 3D view
+        except InputError:  # no image chosen: napari's own 3D view
             return
         self.restore()
         self._layer_uid = str(layer.unique_id)

