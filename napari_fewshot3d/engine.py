@@ -10,6 +10,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,14 @@ def adapt(
     if not volume.same_grid(support.labels):
         raise InputError("support labels are not on the image's grid")
     chosen = _backend(backend)
-    support.require_slices_per_class(chosen.min_slices_per_class, chosen.name)
+    check_support(support, chosen)
     return chosen.adapt(volume, support, resolve_device(device), Task.of(progress, cancel))
+
+
+def check_support(support: SupportSet, backend: str | Backend) -> None:
+    """Refuse a support set the backend cannot adapt to (too few painted slices of a class), before any work."""
+    chosen = _backend(backend)
+    support.require_slices_per_class(chosen.min_slices_per_class, chosen.name)
 
 
 def segment(
@@ -138,8 +145,26 @@ def run(
 # ----------------------------------------------------------------------------- model files
 
 
+def can_save(what: AdaptedModel | Backend | None) -> bool:
+    """Whether ``what`` (an adapted model, or the backend that would adapt it) learns something that can be saved
+    and applied to other volumes."""
+    if what is None:
+        return False
+    return what.can_save if isinstance(what, Backend) else get_backend(what.backend_name).can_save
+
+
+def check_can_save(what: AdaptedModel | Backend | None) -> None:
+    """The one place that says why a model cannot be saved (front ends call it before asking for a file name)."""
+    if what is None:
+        raise InputError("no adapted model yet: run 'Adapt and segment' first")
+    if not can_save(what):
+        name = what.name if isinstance(what, Backend) else what.backend_name
+        raise InputError(f"backend {name} cannot save a model: it learns nothing that could be applied elsewhere")
+
+
 def save_model(model: AdaptedModel, path: str | os.PathLike) -> Path:
     """Write an adapted model as one small file (zip of JSON settings + .npy arrays; no pickle)."""
+    check_can_save(model)
     meta, arrays = model.to_state()
     header = {
         "format": MODEL_FORMAT,
@@ -159,10 +184,12 @@ def save_model(model: AdaptedModel, path: str | os.PathLike) -> Path:
     return write_atomically(path, write, "model")
 
 
-def load_model(path: str | os.PathLike | bytes) -> AdaptedModel:
+def load_model(path: str | os.PathLike | bytes, backend_for: Callable[[str], Backend] = get_backend) -> AdaptedModel:
     """Read a model file written by :func:`save_model` and rebuild it with its backend.
 
-    ``path`` may also be the file's bytes (a cohort sends them to its workers once, not a path to re-read)."""
+    ``path`` may also be the file's bytes (a cohort sends them to its workers once, not a path to re-read).
+    ``backend_for`` gives the backend of the model's kind by name: a front end passes its own lookup, so that what
+    its backend has loaded and cached serves the model too (default: a new backend)."""
     source: Any
     if isinstance(path, bytes):
         source, path = io.BytesIO(path), Path("model bytes")
@@ -185,7 +212,6 @@ def load_model(path: str | os.PathLike | bytes) -> AdaptedModel:
         raise InputError(f"{path}: not a fewshot3d model file")
     if header.get("version", 0) > MODEL_FORMAT_VERSION:
         raise InputError(f"{path}: model file is from a newer fewshot3d; upgrade to read it")
-    backend = get_backend(header["backend"])
-    model = backend.from_state(header.get("settings", {}), arrays)
+    model = backend_for(header["backend"]).from_state(header.get("settings", {}), arrays)
     model.class_names = {int(k): v for k, v in header.get("class_names", {}).items()}
     return model

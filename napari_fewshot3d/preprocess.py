@@ -1,23 +1,13 @@
-"""Slice preprocessing that does not depend on the model: intensity windows and the slice ↔ model-input mapping.
+"""Intensities as the backends (and the viewers' display windows) see them.
 
-Intensities: CT is shown through a fixed HU window (soft tissue by default, as a radiologist reads the
+CT is shown through a fixed HU window (soft tissue by default, as a radiologist reads the
 abdomen); MR has no absolute scale, so it is scaled between robust percentiles of the whole volume
 (one scale for all slices, so that a structure keeps its brightness from slice to slice).
-
-Geometry: models take a square S×S input. :class:`Letterbox` resizes a slice so that its longest
-*physical* side becomes S (so anisotropic pixels, e.g. 3 mm × 0.98 mm in a sagittal slice of an axial
-scan, are not squashed), pads bottom/right, and maps boxes and masks both ways. Pixel (r, c) covers
-[r, r+1) × [c, c+1) in continuous coordinates; resizing maps those extents exactly (half-pixel centres,
-``align_corners=False``), so going to the model and back lands on the same pixels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import InputError
 
@@ -89,153 +79,12 @@ def intensity_window(
     return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
-def _resize(images: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
-    """Resize the last two axes with half-pixel centres; antialiased when shrinking (like an area filter)."""
-    arr = np.asarray(images, dtype=np.float32)
-    lead = arr.shape[:-2]
-    if tuple(arr.shape[-2:]) == tuple(size):
-        return arr.copy()
-    t = torch.from_numpy(np.ascontiguousarray(arr.reshape(-1, 1, *arr.shape[-2:])))
-    if mode == "nearest":
-        out = F.interpolate(t, size=size, mode="nearest-exact")
-    else:
-        shrinking = size[0] < arr.shape[-2] or size[1] < arr.shape[-1]
-        out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-    return out.numpy().reshape(*lead, *size)
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Aspect-preserving map between a (h, w) slice and an S×S model input, padded bottom/right.
-
-    ``spacing`` is the in-plane pixel size (row, column) in mm; with it the content keeps its physical
-    aspect ratio. Boxes are (x0, y0, x1, y1) with x along columns, y along rows, both inclusive pixel
-    indices (the bounding box of a mask), as SAM-family models expect.
-    """
-
-    shape: tuple[int, int]
-    size: int
-    spacing: tuple[float, float] = (1.0, 1.0)
-
-    def __post_init__(self) -> None:
-        h, w = (int(n) for n in self.shape)
-        if h < 1 or w < 1 or self.size < 1:
-            raise ValueError(f"empty slice {self.shape} or model size {self.size}")
-        if min(self.spacing) <= 0:
-            raise ValueError(f"in-plane spacing must be positive, got {self.spacing}")
-        object.__setattr__(self, "shape", (h, w))
-        object.__setattr__(self, "spacing", (float(self.spacing[0]), float(self.spacing[1])))
-
-    @property
-    def content_shape(self) -> tuple[int, int]:
-        """(rows, cols) the slice occupies in the model input: the longest physical side becomes ``size``."""
-        extent_h, extent_w = self.shape[0] * self.spacing[0], self.shape[1] * self.spacing[1]
-        factor = self.size / max(extent_h, extent_w)
-        rows = min(self.size, max(1, int(extent_h * factor + 0.5)))
-        cols = min(self.size, max(1, int(extent_w * factor + 0.5)))
-        return rows, cols
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """Model pixels per slice pixel along rows and columns (exact ratio of the integer sizes)."""
-        rows, cols = self.content_shape
-        return rows / self.shape[0], cols / self.shape[1]
-
-    def to_model(self, image: np.ndarray, mode: str = "bilinear", pad_value: float = 0.0) -> np.ndarray:
-        """(…, h, w) slice(s) → (…, S, S): resize to :attr:`content_shape`, pad bottom/right with ``pad_value``.
-
-        ``mode`` "nearest" keeps label values (for masks); "bilinear" for intensities and probabilities.
-        """
-        image = np.asarray(image)
-        if tuple(image.shape[-2:]) != self.shape:
-            raise ValueError(f"slice shape {image.shape[-2:]} differs from the letterbox's {self.shape}")
-        rows, cols = self.content_shape
-        resized = _resize(image, (rows, cols), mode)
-        out = np.full((*image.shape[:-2], self.size, self.size), pad_value, np.float32)
-        out[..., :rows, :cols] = resized
-        return out
-
-    def mask_to_slice(self, mask: np.ndarray) -> np.ndarray:
-        """(…, S, S) model-resolution logits/probabilities → (…, h, w): crop the padding, resize back (bilinear).
-
-        The caller thresholds (logits at 0, probabilities at 0.5); resizing soft values keeps edges sub-pixel.
-        """
-        mask = np.asarray(mask)
-        if tuple(mask.shape[-2:]) != (self.size, self.size):
-            raise ValueError(f"mask shape {mask.shape[-2:]} is not the model's {(self.size, self.size)}")
-        rows, cols = self.content_shape
-        return _resize(mask[..., :rows, :cols], self.shape, "bilinear")
-
-    def box_to_model(self, box: np.ndarray) -> np.ndarray:
-        """Inclusive slice-pixel boxes (…, 4) → inclusive model-pixel boxes covering the same area (float)."""
-        box = np.asarray(box, dtype=np.float64)
-        fy, fx = self.scale
-        factor = np.array([fx, fy, fx, fy])
-        # Pixel extents [x0, x1 + 1) scale exactly; the inclusive upper index is the extent's end minus one.
-        return (box + [0, 0, 1, 1]) * factor - [0, 0, 1, 1]
-
-    def box_to_slice(self, box: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`box_to_model`."""
-        box = np.asarray(box, dtype=np.float64)
-        fy, fx = self.scale
-        factor = np.array([fx, fy, fx, fy])
-        return (box + [0, 0, 1, 1]) / factor - [0, 0, 1, 1]
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """Inclusive bounding box (x0, y0, x1, y1) of a 2D mask (x = column, y = row), or None when empty."""
-    rows = np.flatnonzero(np.any(mask, axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(np.any(mask, axis=0))
-    return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class SliceView:
-    """How to turn an array slice into the view a radiologist reads, and back (a transpose and flips, exact).
-
-    Radiological convention: axial slices anterior up and patient's right on the left of the screen;
-    coronal superior up, right on the left; sagittal superior up, anterior on the left. SAM-family models
-    were trained on images shown this way, and segment noticeably better in it than in raw array order.
-    """
-
-    transpose: bool = False
-    flip_rows: bool = False
-    flip_cols: bool = False
-
-    @classmethod
-    def radiological(cls, affine: np.ndarray, axis: int) -> SliceView:
-        """The view for slices perpendicular to array ``axis`` of a volume with voxel-to-RAS ``affine``."""
-        from .volume import world_axis_of_array_axes
-
-        world = world_axis_of_array_axes(np.asarray(affine, float))
-        a0, a1 = (a for a in range(3) if a != axis)  # the slice's array axes, in order
-        transpose = bool(world[a0] < world[a1])  # rows: the higher world axis (A over R, S over R/A)
-        row_axis, col_axis = (a1, a0) if transpose else (a0, a1)
-        # Both run toward decreasing RAS: down = posterior/inferior, right on screen = patient's left/posterior.
-        flip_rows = bool(affine[world[row_axis], row_axis] > 0)
-        flip_cols = bool(affine[world[col_axis], col_axis] > 0)
-        return cls(transpose, flip_rows, flip_cols)
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """Array slice (…, a, b) → view (…, rows, cols)."""
-        out = np.swapaxes(image, -1, -2) if self.transpose else np.asarray(image)
-        if self.flip_rows:
-            out = out[..., ::-1, :]
-        if self.flip_cols:
-            out = out[..., :, ::-1]
-        return out
-
-    def invert(self, view: np.ndarray) -> np.ndarray:
-        """View (…, rows, cols) → array slice (…, a, b); the exact inverse of :meth:`apply`."""
-        out = np.asarray(view)
-        if self.flip_rows:
-            out = out[..., ::-1, :]
-        if self.flip_cols:
-            out = out[..., :, ::-1]
-        return np.swapaxes(out, -1, -2) if self.transpose else out
-
-    def spacing(self, spacing: tuple[float, float]) -> tuple[float, float]:
-        """In-plane spacing (a, b) of the array slice → (rows, cols) of the view."""
-        return (spacing[1], spacing[0]) if self.transpose else (spacing[0], spacing[1])
+def display_window(array: np.ndarray) -> tuple[float, float]:
+    """Contrast limits for showing a volume as the backends see it: the soft-tissue HU window for CT, the MR
+    percentiles otherwise."""
+    if looks_like_ct(array):
+        return CT_LEVEL - CT_WIDTH / 2, CT_LEVEL + CT_WIDTH / 2
+    sample = _sample(array)
+    sample = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
+    lo, hi = (float(v) for v in np.percentile(sample, MR_PERCENTILES)) if sample.size else (0.0, 1.0)
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+from .masks import take_slice
 from .volume import Volume
 
 
@@ -91,9 +92,7 @@ class SupportSet:
 
     def slice_of(self, array: np.ndarray, index: int) -> np.ndarray:
         """One slice of an array on this grid along the support axis (a view: writes go through)."""
-        where: list[slice | int] = [slice(None)] * array.ndim
-        where[self.axis] = index
-        return array[tuple(where)]
+        return take_slice(array, self.axis, index)
 
     def require_slices_per_class(self, minimum: int, backend: str) -> None:
         """Refuse classes with too few painted slices for a backend, naming them."""
@@ -128,10 +127,8 @@ def merge_reviewed(
     """
     merged = support.array.copy()
     empty = []
-    where: list[slice | int] = [slice(None)] * 3
     for index in sorted(set(reviewed)):
-        where[axis] = index
-        merged[tuple(where)] = prediction[tuple(where)]
-        if not np.any(merged[tuple(where)]):
+        take_slice(merged, axis, index)[...] = take_slice(prediction, axis, index)
+        if not np.any(take_slice(merged, axis, index)):
             empty.append(index)
     return support.with_array(merged), empty

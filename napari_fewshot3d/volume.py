@@ -19,7 +19,7 @@ AXIS_NAMES = {"sagittal": 0, "coronal": 1, "axial": 2}
 #: Voxel centres closer than this fraction of a voxel count as the same place.
 GRID_TOLERANCE = 1e-3
 
-_LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 @dataclass
@@ -53,16 +53,16 @@ class Volume:
     @property
     def origin_lps(self) -> np.ndarray:
         """World position of voxel (0, 0, 0) in LPS, as ITK and DICOM state it."""
-        return (_LPS_FROM_RAS @ self.affine)[:3, 3]
+        return (LPS_FROM_RAS @ self.affine)[:3, 3]
 
     @property
     def direction_lps(self) -> np.ndarray:
         """Unit direction cosines (columns = i, j, k) in LPS, as ITK states them."""
-        return (_LPS_FROM_RAS @ self.affine)[:3, :3] / self.spacing
+        return (LPS_FROM_RAS @ self.affine)[:3, :3] / self.spacing
 
     @property
     def affine_lps(self) -> np.ndarray:
-        return _LPS_FROM_RAS @ self.affine
+        return LPS_FROM_RAS @ self.affine
 
     def with_array(self, array: np.ndarray, name: str | None = None) -> Volume:
         """The same grid and geometry with other voxel values (a mask, a prediction)."""

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from .atomic_file import write_atomically
 from .errors import InputError
-from .volume import _LPS_FROM_RAS, Volume
+from .volume import LPS_FROM_RAS, Volume
 
 LABEL_FORMATS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd")
 _SITK_IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -136,7 +138,7 @@ def affine_from_itk(image) -> np.ndarray:
     lps = np.eye(4)
     lps[:3, :3] = direction * np.array(image.GetSpacing(), dtype=float)
     lps[:3, 3] = image.GetOrigin()
-    return _LPS_FROM_RAS @ lps
+    return LPS_FROM_RAS @ lps
 
 
 def _read_seg_nrrd(path: Path) -> Volume:
@@ -149,7 +151,7 @@ def _read_seg_nrrd(path: Path) -> Volume:
     voxels = np.asarray(seg["voxels"])
     if voxels.ndim == 4:
         raise InputError(f"{path}: segments overlap (several layers); export them without overlap")
-    affine = _LPS_FROM_RAS @ np.asarray(seg["ijkToLPS"], dtype=float)
+    affine = LPS_FROM_RAS @ np.asarray(seg["ijkToLPS"], dtype=float)
     names, colors = {}, {}
     for segment in seg.get("segments", []):
         value = int(segment.get("labelValue", 0))
@@ -196,39 +198,26 @@ def write_labels(
     array = volume.array
     labels = Volume(array.astype(smallest_label_dtype(int(array.max()) if array.size else 0)), volume.affine)
     if format_of(path) == ".seg.nrrd":
-        return _write_atomically(path, lambda tmp: _write_seg_nrrd(labels, tmp, class_names or {}, class_colors or {}))
-    return write_image(labels, path)
+        return _write_atomically(
+            path, lambda tmp: _write_seg_nrrd(labels, tmp, class_names or {}, class_colors or {}), "labels"
+        )
+    return write_image(labels, path, what="labels")
 
 
-def write_image(volume: Volume, path: str | os.PathLike) -> Path:
+def write_image(volume: Volume, path: str | os.PathLike, what: str = "image") -> Path:
     """Write any scalar volume (values and dtype as they are) to NIfTI or NRRD with its geometry."""
     fmt = format_of(path)
     if fmt in (".nii", ".nii.gz"):
-        return _write_atomically(path, lambda tmp: _write_nifti(volume, tmp))
+        return _write_atomically(path, lambda tmp: _write_nifti(volume, tmp), what)
     if fmt == ".nrrd":
-        return _write_atomically(path, lambda tmp: _write_with_sitk(volume, tmp))
+        return _write_atomically(path, lambda tmp: _write_with_sitk(volume, tmp), what)
     raise InputError(f"{path}: unknown output format; use one of {', '.join(LABEL_FORMATS)}")
 
 
-def _write_atomically(path: str | os.PathLike, write) -> Path:
-    """Write next to the destination and rename into place: a failure never leaves a half-written
-    file where a user expects a finished one."""
-    path = Path(path)
+def _write_atomically(path: str | os.PathLike, write: Callable[[str], None], what: str) -> Path:
+    """A checked destination, then :func:`write_atomically` with the format's extension on the temporary file."""
     check_writable(path)
-    fmt = format_of(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".fewshot3d-", suffix=fmt)
-    os.close(fd)
-    try:
-        write(tmp_name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
+    return write_atomically(path, lambda partial: write(str(partial)), what, suffix=format_of(path))
 
 
 def _write_nifti(volume: Volume, filename: str) -> None:

@@ -4,12 +4,14 @@ cache kept out of the user's folder, and — in CI — no test passing by skippi
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_fewshot3d.cache import CACHE_ENV
+from napari_fewshot3d.backends.selfprompt.cache import CACHE_ENV
 from napari_fewshot3d.volume import Volume
 
 #: Real CT/MR volumes with reference labels, kept beside the project (never copied into it).
@@ -110,15 +112,12 @@ def embedding_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def cold_embeddings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """For a test that asserts cold behaviour: an empty cache folder of its own and no embeddings in memory."""
-    from napari_fewshot3d.backends import selfprompt_sam
+def cold_backend(tmp_path: Path):
+    """For a test that asserts cold behaviour: a selfprompt-sam backend with an empty cache folder of its own (and,
+    being new, nothing in memory); its ``encoder_clock`` counts what it encodes."""
+    from napari_fewshot3d.backends import get_backend
 
-    folder = tmp_path / "embeddings"
-    monkeypatch.setenv(CACHE_ENV, str(folder))
-    selfprompt_sam._CACHE.clear_memory()
-    yield folder
-    selfprompt_sam._CACHE.clear_memory()
+    return get_backend("selfprompt-sam", cache_dir=tmp_path / "embeddings")
 
 
 def oblique_affine(spacing=(0.8, 0.9, 2.5), origin=(10.0, -20.0, 30.0)) -> np.ndarray:
@@ -160,3 +159,24 @@ def ct_slab(first: int, stop: int, axis: int = 2) -> tuple[Volume, Volume]:
     keep = tuple(slice(first, stop) if a == axis else slice(None) for a in range(3))
     slab = Volume(image.array[keep].copy(), affine, "slab")
     return slab, slab.with_array(reference.array[keep].copy())
+
+
+# ----------------------------------------------------------------------------- the CLI as a user runs it
+
+
+def fewshot3d(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "napari_fewshot3d.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=None if env is None else os.environ | env,
+        timeout=600,
+    )
+
+
+def assert_input_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InputError
@@ -17,8 +18,8 @@ from .base import AdaptedModel, Backend
 #: name -> "module:Class"
 _REGISTRY: dict[str, str] = {
     "interpolate": "napari_fewshot3d.backends.interpolate:InterpolateBackend",
-    "selfprompt-sam": "napari_fewshot3d.backends.selfprompt_sam:SelfPromptSamBackend",
-    "swin-unetr": "napari_fewshot3d.backends.swin_unetr:SwinUnetrBackend",
+    "selfprompt-sam": "napari_fewshot3d.backends.selfprompt.backend:SelfPromptSamBackend",
+    "swin-unetr": "napari_fewshot3d.backends.swin.backend:SwinUnetrBackend",
 }
 
 #: What `fewshot3d segment` uses when no --backend is given.
@@ -56,6 +57,20 @@ def get_backend(name: str, **options: Any) -> Backend:
     return _backend_class(name)(**options)
 
 
+def route_options(
+    backends: Sequence[str], options: dict[str, Any], names: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per backend, the options it takes; an option none of them takes is an input error (naming the option as
+    the caller's user knows it: ``names`` maps option -> e.g. a command-line flag)."""
+    taken = {name: backend_options(name) for name in backends}
+    for key in options:
+        if not any(key in keys for keys in taken.values()):
+            owners = [name for name in available_backends() if key in backend_options(name)]
+            whose = f" (it is one of {', '.join(owners)}'s)" if owners else ""
+            raise InputError(f"{(names or {}).get(key, key)} is not an option of {', '.join(backends)}{whose}")
+    return {name: {k: v for k, v in options.items() if k in taken[name]} for name in backends}
+
+
 __all__ = [
     "AdaptedModel",
     "Backend",
@@ -64,4 +79,5 @@ __all__ = [
     "backend_options",
     "get_backend",
     "register_backend",
+    "route_options",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,19 @@ import numpy as np
 from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
+
+
+@dataclass
+class EncoderClock:
+    """Seconds and slices a backend's image encoder has spent: the benchmark splits embedding time from the rest
+    with it (backends without an encoder leave it at zero)."""
+
+    seconds: float = 0.0
+    slices: int = 0
+
+    def add(self, seconds: float, slices: int) -> None:
+        self.seconds += seconds
+        self.slices += slices
 
 
 class AdaptedModel(ABC):
@@ -37,11 +51,11 @@ class Backend(ABC):
     #: Whether an adapted model can be saved and applied to other volumes.
     can_save: bool = False
 
+    def __init__(self) -> None:
+        self.encoder_clock = EncoderClock()
+
     def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:  # noqa: B027 - optional hook
         """Precompute what adapting needs from the image alone (cached), slices along array ``axis``."""
-
-    def forget_embeddings(self) -> None:  # noqa: B027 - optional hook
-        """Drop embeddings held in memory, so that the next run is cold (the benchmark uses this)."""
 
     @abstractmethod
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:

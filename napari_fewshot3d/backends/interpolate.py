@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..masks import take_slice
 from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
@@ -21,7 +22,6 @@ class InterpolateBackend(Backend):
     can_save = False
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
-        support.require_slices_per_class(self.min_slices_per_class, self.name)
         task.report(1.0, "support read")
         return InterpolatedLabels(support)
 
@@ -76,12 +76,12 @@ def interpolate_between_slices(labels: np.ndarray, axis: int, task: Task | None 
         shape = list(labels.shape)
         shape[axis] = upper - lower + 1
         pair = np.zeros(shape, np.uint8)
-        _slab(pair, axis, 0)[...] = _slab(labels, axis, lower) == value
-        _slab(pair, axis, upper - lower)[...] = _slab(labels, axis, upper) == value
+        take_slice(pair, axis, 0)[...] = take_slice(labels, axis, lower) == value
+        take_slice(pair, axis, upper - lower)[...] = take_slice(labels, axis, upper) == value
         filled = _interpolate_labels(itk, pair, axis)
         for index in range(lower + 1, upper):
-            out = _slab(result, axis, index)
-            out[(_slab(filled, axis, index - lower) > 0) & (out == 0)] = value
+            out = take_slice(result, axis, index)
+            out[(take_slice(filled, axis, index - lower) > 0) & (out == 0)] = value
     task.report(1.0, "interpolated")
     return result
 
@@ -90,12 +90,6 @@ def _painted_pairs(mask: np.ndarray, axis: int) -> list[tuple[int, int]]:
     other = tuple(a for a in range(3) if a != axis)
     painted = np.flatnonzero(mask.any(axis=other))
     return list(zip(painted[:-1].tolist(), painted[1:].tolist(), strict=True))
-
-
-def _slab(array: np.ndarray, axis: int, index: int) -> np.ndarray:
-    where: list = [slice(None)] * 3
-    where[axis] = index
-    return array[tuple(where)]
 
 
 def _interpolate_labels(itk, labels: np.ndarray, axis: int) -> np.ndarray:

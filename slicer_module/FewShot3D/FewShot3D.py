@@ -475,7 +475,7 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         image = self.volumeOf(volumeNode)
 
         def work(task):
-            return apply_model(path, image, device, task)
+            return apply_model(path, image, device, task, session.backend)
 
         def finish(prediction) -> str:
             self.showSegments(outputNode, volumeNode, prediction.segments())
@@ -576,7 +576,7 @@ class FewShot3DTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from FewShot3DLib.geometry import kji_from_ijk
-        from napari_fewshot3d.protocol import dice, paint_slices
+        from napari_fewshot3d.bench.protocol import dice, paint_slices
         from napari_fewshot3d.sample_data import mni152_brain
         from napari_fewshot3d.volume_io import write_image
 

@@ -15,8 +15,9 @@ import pytest
 from FewShot3DLib.geometry import Segment, kji_from_ijk
 from FewShot3DLib.session import FewShotSession
 from FewShot3DLib.worker import DONE, BackgroundJob
+from napari_fewshot3d.bench.protocol import paint_slices
 from napari_fewshot3d.errors import InputError
-from napari_fewshot3d.protocol import dice, paint_slices
+from napari_fewshot3d.masks import dice
 
 from ..conftest import ct_slab
 

@@ -1,25 +1,25 @@
 """The module's annotation state and its calls to the engine, free of Slicer so that it runs and is tested anywhere.
 
-The painted segmentation is only ever read. Predictions go to a separate output segmentation; the prediction as
-last shown is remembered, so that the slices a user corrects there with Segment Editor can be found (they differ
-from what was shown) and become support for "Re-adapt" (``support.changed_slices`` / ``merge_reviewed``, the same
-rule the napari plugin uses).
+The painted segmentation is only ever read. Predictions go to a separate output segmentation; the slices a user
+corrects there with Segment Editor become support for "Re-adapt" by the rounds of ``napari_fewshot3d.annotation``,
+the same object the napari plugin drives (reviewed slices committed only when a round succeeds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from napari_fewshot3d import engine
+from napari_fewshot3d.annotation import Annotation, Round
 from napari_fewshot3d.backends import AdaptedModel, Backend, get_backend
 from napari_fewshot3d.colors import class_color
 from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.progress import Task
-from napari_fewshot3d.support import SupportSet, changed_slices, merge_reviewed
+from napari_fewshot3d.support import SupportSet
 from napari_fewshot3d.volume import Volume
 
 from .geometry import Segment, SegmentClass, classes_of, labels_from_segments, segments_from_labels
@@ -30,10 +30,16 @@ class AdaptPlan:
     """Everything one adaptation needs, gathered on the GUI thread before the engine runs elsewhere."""
 
     image: Volume
-    support: SupportSet
     classes: list[SegmentClass]
-    reviewed: set[int]
-    readapt: bool
+    round: Round
+
+    @property
+    def support(self) -> SupportSet:
+        return self.round.support
+
+    @property
+    def reviewed(self) -> frozenset[int]:
+        return self.round.reviewed
 
 
 @dataclass
@@ -63,11 +69,18 @@ class FewShotSession:
     key: tuple[str, str] | None = None
     classes: list[SegmentClass] = field(default_factory=list)
     model: AdaptedModel | None = None
-    #: The prediction as last shown, ``[i, j, k]`` labels on the input grid; None when nothing can be re-adapted.
-    shown: np.ndarray | None = None
-    #: Slices corrected by the user in any round; they stay support in later rounds.
-    reviewed: set[int] = field(default_factory=set)
+    #: The correction rounds of the input volume along the chosen axis (None before its first adaptation).
+    rounds: Annotation | None = None
     backends: dict[str, Backend] = field(default_factory=dict)
+
+    @property
+    def shown(self) -> np.ndarray | None:
+        """The prediction as last shown, ``[i, j, k]`` labels on the input grid; None when nothing can be re-adapted."""
+        return self.rounds.shown if self.rounds else None
+
+    @property
+    def reviewed(self) -> set[int]:
+        return self.rounds.reviewed if self.rounds else set()
 
     def backend(self, name: str) -> Backend:
         """One backend object per name, so that what it caches (slice embeddings) serves every round."""
@@ -79,7 +92,7 @@ class FewShotSession:
         """Another input volume or axis starts a new annotation: earlier corrections do not apply to it."""
         if self.key != (volume_id, axis):
             self.key = (volume_id, axis)
-            self.classes, self.model, self.shown, self.reviewed = [], None, None, set()
+            self.classes, self.model, self.rounds = [], None, None
 
     def plan(
         self, image: Volume, axis: str, painted: Sequence[Segment], corrected: Sequence[Segment] | None = None
@@ -91,9 +104,10 @@ class FewShotSession:
         classes = classes_of(painted)
         labels = labels_from_segments(image, painted, classes)
         array_axis = image.slicing_axis(axis)
+        if self.rounds is None or self.rounds.axis != array_axis:
+            self.rounds = Annotation(array_axis)
         if corrected is None:
-            support = SupportSet.from_labels(labels, array_axis)
-            return AdaptPlan(image, support, classes, set(), readapt=False)
+            return AdaptPlan(image, classes, self.rounds.next_round(labels))
         if self.shown is None:
             raise InputError("nothing to re-adapt: run 'Adapt and segment' first")
         if [c.segment_id for c in classes] != [c.segment_id for c in self.classes]:
@@ -102,11 +116,7 @@ class FewShotSession:
         if gone:
             raise InputError(f"segment {gone[0]!r} was removed from the output segmentation: adapt again")
         prediction = labels_from_segments(image, corrected, self.classes).array
-        reviewed = self.reviewed | changed_slices(self.shown, prediction, array_axis)
-        merged, empty = merge_reviewed(labels, prediction, reviewed, array_axis)
-        merged.metadata = labels.metadata
-        support = SupportSet.from_labels(merged, array_axis, empty_slices=empty)
-        return AdaptPlan(image, support, classes, reviewed, readapt=True)
+        return AdaptPlan(image, classes, self.rounds.next_round(labels, prediction))
 
     def adapt_and_segment(self, plan: AdaptPlan, backend: str, device: str, task: Task) -> Prediction:
         """The engine's ``run`` (adapt, then segment the same volume); safe to call from a worker thread."""
@@ -116,25 +126,24 @@ class FewShotSession:
     def record(self, prediction: Prediction) -> None:
         """Remember what is now shown in the output segmentation (call on the GUI thread once it is written)."""
         self.model = prediction.model
-        if prediction.plan is None:  # a saved model applied: no painted support to re-adapt with
-            self.classes, self.shown, self.reviewed = list(prediction.classes), None, set()
-            return
         self.classes = list(prediction.classes)
-        self.shown = np.array(prediction.labels.array, copy=True)
-        self.reviewed = set(prediction.plan.reviewed) if prediction.plan.readapt else set()
+        if prediction.plan is None:  # a saved model applied: no painted support to re-adapt with
+            self.rounds = None
+            return
+        self.rounds.commit(prediction.labels.array, prediction.plan.round)
 
     def save_model(self, path: str | Path) -> Path:
         """Write the last adapted model to a file, to apply it to other volumes of the same kind."""
-        if self.model is None:
-            raise InputError("no adapted model yet: run 'Adapt and segment' first")
-        if not get_backend(self.model.backend_name).can_save:
-            raise InputError(f"backend {self.model.backend_name} learns nothing that could be saved")
+        engine.check_can_save(self.model)
         return engine.save_model(self.model, path)
 
 
-def apply_model(path: str | Path, image: Volume, device: str, task: Task) -> Prediction:
-    """Segment ``image`` with a model file saved earlier (on this or another volume); safe in a worker thread."""
-    model = engine.load_model(path)
+def apply_model(
+    path: str | Path, image: Volume, device: str, task: Task, backend_for: Callable[[str], Backend] = get_backend
+) -> Prediction:
+    """Segment ``image`` with a model file saved earlier (on this or another volume); safe in a worker thread.
+    ``backend_for``: the session's backends by name, so that their caches serve the model."""
+    model = engine.load_model(path, backend_for)
     labels = engine.segment(model, image, device=device, progress=task)
     classes = [
         SegmentClass(value, f"fewshot_{value}", name, class_color(value))

@@ -1,0 +1,159 @@
+"""A self-prompt model adapted to one support set: it tracks each class slice by slice from its seeds, refines
+where the held-out choice said so, and resolves overlaps by the head's confidence."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from ...masks import take_slice
+from ...progress import Task
+from ...support import SupportSet
+from ...volume import Volume
+from ..base import AdaptedModel
+from .embedder import SliceEmbedder
+from .head import CellHead
+from .intensity_prior import IntensityPrior
+from .outline import growth_px, in_plane_spacing, tight, within
+from .shape_prior import fuse, interpolated_slices
+from .tracking import track
+
+NAME = "selfprompt-sam"
+
+
+class Embedders(Protocol):
+    """What a model needs from its backend: the slices of a volume as a SAM model sees them, through its cache."""
+
+    def embedder(
+        self, volume: Volume, axis: int, device: str, checkpoint: str | None, model_type: str, window: dict
+    ) -> SliceEmbedder: ...
+
+
+class SelfPromptModel(AdaptedModel):
+    backend_name = NAME
+
+    def __init__(
+        self,
+        head: CellHead,
+        refine: dict[int, bool],
+        priors: dict[int, IntensityPrior],
+        axis: int,
+        class_names: dict[int, str],
+        window: dict,
+        checkpoint: str | None,
+        model_type: str,
+        embedders: Embedders,
+        support: SupportSet | None = None,
+        fusion: dict[int, str] | None = None,
+    ) -> None:
+        self.head, self.refine, self.priors, self.axis = head, refine, priors, axis
+        self.fusion = dict(fusion or {})  # per class, how interpolated painted outlines combine (shape_prior)
+        self.class_names = class_names
+        self.window, self.checkpoint, self.model_type = window, checkpoint, model_type
+        self.support = support  # seeds for tracking on the painted volume; never saved
+        self.embedders = embedders  # the backend that adapted or loaded it: its cache and loaded SAM serve segment
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta = {
+            "axis": self.axis,
+            "refine": {str(k): v for k, v in self.refine.items()},
+            "fusion": {str(k): v for k, v in self.fusion.items()},
+            "window": self.window,
+            "checkpoint": self.checkpoint,
+            "model_type": self.model_type,
+            "model": "litemedsam" if self.checkpoint is None else f"sam_{self.model_type}",
+        }
+        arrays = self.head.to_arrays() | {f"prior_{v}": p.log_ratio for v, p in self.priors.items()}
+        return meta, arrays
+
+    def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
+        embedder = self.embedders.embedder(volume, self.axis, device, self.checkpoint, self.model_type, self.window)
+        probabilities: dict[int, np.ndarray] = {}  # slice -> (C, h, w) coarse probabilities
+
+        def coarse(indices: list[int]) -> dict[int, np.ndarray]:
+            needed = [i for i in indices if i not in probabilities]
+            # How many slices tracking will reach is unknown up front: progress is reported per wave below,
+            # the encoder only checks for cancellation.
+            embeddings = embedder.get(needed, Task(None, task.cancel_token))
+            for i in needed:
+                cells = self.head.predict(embeddings[i])
+                probabilities[i] = np.stack([embedder.cells_to_slice(c) for c in cells])
+            return {i: probabilities[i] for i in indices}
+
+        seeds = self._seeds(volume, embedder, coarse, task)
+        growth = growth_px(volume, self.axis, embedder)
+        masks: dict[int, dict[int, np.ndarray]] = {}
+        for n, value in enumerate(self.head.values):
+            row = self.head.values.index(value)
+            painted, negatives = seeds[value]
+            start, span = 0.1 + 0.6 * n / len(self.head.values), 0.6 / len(self.head.values)
+            task.report(start, f"tracking class {value}")
+
+            def on_wave(wave: int, count: int, start=start, span=span, value=value) -> None:
+                # Structures rarely span more than half the volume: a fair scale for a bar that must not go back.
+                done = min(wave / max(embedder.n_slices / 2, 1), 0.95)
+                task.report(start + span * done, f"tracking class {value}: {count} more slices")
+
+            masks[value] = track(
+                embedder.n_slices,
+                painted,
+                lambda idx, row=row: {i: p[row] > 0.5 for i, p in coarse(idx).items()},
+                growth,
+                negatives,
+                lambda s, component, prior=self.priors[value]: prior.looks_like_structure(
+                    embedder.image_slice(s)[component]
+                ),
+                on_wave,
+            )
+        labels = np.zeros(volume.shape, np.uint16)
+        spacing = in_plane_spacing(volume, self.axis)
+        shapes = {value: interpolated_slices(seeds[value][0], spacing) for value in self.head.values}
+        self._assemble(labels, masks, shapes, embedder, probabilities, task.sub(0.7, 1.0))
+        return labels
+
+    def _seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, task: Task):
+        """Per class: the masks tracking starts from, and the slices known to be empty of it."""
+        support = self.support
+        if support is not None and support.labels.same_grid(volume) and support.axis == self.axis:
+            return {
+                c.value: (
+                    {s: support.slice_of(support.labels.array, s) == c.value for s in c.slices},
+                    tuple(s for s in support.negative_slices(c.value) if s not in c.slices),
+                )
+                for c in support.classes
+            }
+        # A new volume (fewshot3d apply): no painted slice; start from the slice where the head is
+        # most confident of each class, found on every slice.
+        probs = coarse(list(range(embedder.n_slices)))
+        seeds = {}
+        for row, value in enumerate(self.head.values):
+            area = {i: float((p[row] > 0.5).sum()) for i, p in probs.items()}
+            best = max(area, key=area.get)
+            seeds[value] = ({best: probs[best][row] > 0.5} if area[best] > 0 else {}, ())
+        return seeds
+
+    def _assemble(self, labels, masks, shapes, embedder: SliceEmbedder, probabilities, task: Task) -> None:
+        """Refine where it helps, combine with the interpolated painted outlines where that helps, then write
+        classes into the label volume; overlaps go to the most confident."""
+        best = np.zeros(labels.shape, np.float32)
+        for n, value in enumerate(self.head.values):
+            row = self.head.values.index(value)
+            fusion = self.fusion.get(value, "none")
+            reached = masks[value] | {i: np.zeros_like(m) for i, m in shapes[value].items() if i not in masks[value]}
+            for index, mask in sorted(reached.items()):
+                task.report(n / len(self.head.values), f"refining class {value}")
+                if self.refine.get(value) and index in probabilities and mask.any():
+                    refined = embedder.refine(index, mask)
+                    if refined is not None:
+                        mask = refined & within(mask, embedder)
+                elif index in probabilities:
+                    mask = tight(mask, probabilities[index][row])
+                mask = fuse(mask, shapes[value].get(index), fusion)
+                if not mask.any():
+                    continue
+                confidence = probabilities[index][row] if index in probabilities else np.ones(mask.shape, np.float32)
+                slice_best, slice_labels = take_slice(best, self.axis, index), take_slice(labels, self.axis, index)
+                take = mask & (confidence >= slice_best)
+                slice_labels[take] = value
+                slice_best[take] = confidence[take]

@@ -1,0 +1,168 @@
+"""Self-prompting SAM: a light head on frozen SAM embeddings finds the structure on every slice,
+its boxes prompt SAM's mask decoder for the refined outline.
+
+adapt: encode the painted slices, fit the per-class head, and decide per class — from the
+painted slices themselves, held out one at a time — whether SAM's refinement beats the coarse
+mask. segment: track each class outward from its painted slices (encoding only the slices the
+structure reaches), refine where it helps, resolve overlaps by the head's confidence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...progress import Task
+from ...support import SupportSet
+from ...volume import Volume
+from ..base import AdaptedModel, Backend
+from .adapted import NAME, SelfPromptModel
+from .cache import EmbeddingCache
+from .embedder import SliceEmbedder
+from .head import CellHead, cell_samples, fit_head
+from .held_out import held_out_choices
+from .intensity_prior import IntensityPrior, surroundings
+from .outline import growth_px, in_plane_spacing
+
+#: Width (mm) of the ring around a painted structure whose intensities stand for "not the structure".
+SURROUNDINGS_MM = 15.0
+
+
+class SelfPromptSamBackend(Backend):
+    """One instance per front end session: it owns the loaded SAM weights and the embedding cache, so that every
+    round of adapting and segmenting (and every model it adapted or loaded) reuses what was encoded."""
+
+    name = NAME
+    description = "LiteMedSAM embeddings + per-class head, refined by SAM's decoder where it helps"
+    min_slices_per_class = 1
+    can_save = True
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        model_type: str = "vit_b",
+        window: dict | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.model_type = model_type
+        self.window = dict(window or {})
+        self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else None)
+        self._sams: dict[tuple[str, str, str], Any] = {}
+
+    def sam(self, device: str, checkpoint: str | None = None, model_type: str = "vit_b"):
+        """The SAM model for a device at the precision $FEWSHOT3D_PRECISION asks for (auto when unset), loaded once
+        per backend (39 MB of weights for LiteMedSAM)."""
+        from .sam.model import load_litemedsam, load_sam_checkpoint, precision_from_env
+
+        precision = precision_from_env()
+        key = (checkpoint or "litemedsam", device, precision)
+        if key not in self._sams:
+            self._sams[key] = (
+                load_sam_checkpoint(checkpoint, model_type, device, precision)
+                if checkpoint
+                else load_litemedsam(device, precision)
+            )
+        return self._sams[key]
+
+    def embedder(
+        self,
+        volume: Volume,
+        axis: int,
+        device: str,
+        checkpoint: str | None = None,
+        model_type: str = "vit_b",
+        window: dict | None = None,
+    ) -> SliceEmbedder:
+        """The slices of ``volume`` along ``axis`` as the named SAM sees them, through this backend's cache."""
+        return SliceEmbedder(
+            self.sam(device, checkpoint, model_type),
+            volume,
+            axis,
+            self.cache,
+            window,
+            batch_size=8 if device == "cuda" else 1,
+            clock=self.encoder_clock,
+        )
+
+    def _own_embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
+        return self.embedder(volume, axis, device, self.checkpoint, self.model_type, self.window)
+
+    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
+        embedder = self._own_embedder(volume, axis, device)
+        embedder.get(list(range(embedder.n_slices)), task)
+
+    def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
+        embedder = self._own_embedder(volume, support.axis, device)
+        painted = list(support.painted_slices())
+        embeddings = embedder.get(painted, task.sub(0.0, 0.8))
+        task.report(0.85, "fitting the head")
+        samples = slice_samples(embedder, support, embeddings)
+        head = fit_head({v: list(s.values()) for v, s in samples.items()})
+        priors = {c.value: intensity_prior(embedder, support, c.value) for c in support.classes}
+        task.report(0.9, "choosing refinement per class")
+        growth = growth_px(volume, support.axis, embedder)
+        spacing = in_plane_spacing(volume, support.axis)
+        choices = {
+            c.value: held_out_choices(embedder, support, samples, c.value, embeddings, growth, spacing, head, task=task)
+            for c in support.classes
+        }
+        task.report(1.0, "adapted")
+        return SelfPromptModel(
+            head,
+            {value: refine for value, (refine, _) in choices.items()},
+            priors,
+            support.axis,
+            support.class_names,
+            self.window,
+            self.checkpoint,
+            self.model_type,
+            self,
+            support,
+            {value: fusion for value, (_, fusion) in choices.items()},
+        )
+
+    def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
+        head = CellHead.from_arrays(arrays)
+        refine = {int(k): bool(v) for k, v in meta["refine"].items()}
+        priors = {v: IntensityPrior(arrays[f"prior_{v}"]) for v in head.values}
+        return SelfPromptModel(
+            head,
+            refine,
+            priors,
+            meta["axis"],
+            {},
+            meta.get("window", {}),
+            meta.get("checkpoint"),
+            meta.get("model_type", "vit_b"),
+            self,
+            fusion={int(k): str(v) for k, v in meta.get("fusion", {}).items()},
+        )
+
+
+def slice_samples(
+    embedder: SliceEmbedder, support: SupportSet, embeddings: dict[int, np.ndarray]
+) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Training cells per class and per painted slice: {class value: {slice: (features, targets)}}."""
+    samples: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+    for cls in support.classes:
+        samples[cls.value] = {}
+        for index in support.negative_slices(cls.value):
+            coverage = embedder.to_cells(support.slice_of(support.labels.array, index) == cls.value)
+            samples[cls.value][index] = cell_samples(embeddings[index], coverage, embedder.valid_cells)
+    return samples
+
+
+def intensity_prior(embedder: SliceEmbedder, support: SupportSet, value: int) -> IntensityPrior:
+    """Intensities of the painted structure against those of the ring around it, on its painted slices."""
+    radius = SURROUNDINGS_MM / float(np.mean(embedder.letterbox.spacing))
+    inside, around = [], []
+    for index in support.get(value).slices:
+        mask = support.slice_of(support.labels.array, index) == value
+        image = embedder.image_slice(index)
+        inside.append(image[mask])
+        around.append(image[surroundings(mask, radius)])
+    return IntensityPrior.fit(np.concatenate(inside), np.concatenate(around))

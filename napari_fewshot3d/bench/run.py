@@ -1,0 +1,312 @@
+"""`fewshot3d bench`: the benchmark protocol of GUIDE §5, so that every quoted number comes from one procedure.
+
+For each case (a folder with ``image.*`` and ``reference_labels.*``), structure, k and backend: paint the
+reference on the protocol's k slices, run embed → adapt → segment, then adapt → segment again with the
+embedding cached (warm), and score against the reference with MONAI's Dice and HD95. The interpolate
+baseline always runs in the same bench, interleaved with the other backends, so gains over it are measured
+under the same machine load. Tables and plots are :mod:`bench_report`'s job.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import engine
+from ..backends import DEFAULT_BACKEND, Backend, backend_options, get_backend, route_options
+from ..errors import Cancelled, InputError
+from ..support import SupportSet, merge_reviewed
+from ..volume import AXIS_NAMES, Volume, resample_onto_grid
+from ..volume_io import read_image, write_labels
+from .cases import Case, choose_structures, find_cases, make_support
+from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
+
+BASELINE = "interpolate"
+RESULTS_FORMAT_VERSION = 1
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark; built from the command line or directly by a script or test."""
+
+    data: Path
+    cases: list[str] | None = None
+    structures: list[str] | None = None
+    k: list[int] = field(default_factory=lambda: [1, 3, 5])
+    backends: list[str] = field(default_factory=lambda: [DEFAULT_BACKEND])
+    device: str = "auto"
+    axis: str = "axial"
+    out: Path = Path("bench_results")
+    random_seeds: list[int] = field(default_factory=list)
+    multiclass: bool = False
+    save_predictions: bool = False
+    quiet: bool = False
+    #: Backend options (``--weights`` ...), each given to the backends that take it.
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def timed_run(
+    image: Volume, support: SupportSet, backend: Backend, device: str, stats: dict, reference: Volume | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """adapt → segment as a user gets it (cold on a case's first run: nothing cached, only the slices needed
+    are encoded), then adapt → segment again with the embeddings cached (warm), then — given the reference —
+    the correction loop: the worst unpainted slice is corrected to the reference and the model re-adapted
+    (``readapt_s``, wall time including any new encoding). Returns the cold and the corrected predictions.
+
+    Image-encoder time is measured where it happens and reported as ``embed_s``; ``adapt_s`` and
+    ``segment_s`` are the rest of each step. Timings land in ``stats`` as they are taken, so a run that fails
+    halfway still reports what it measured.
+    """
+    clock = backend.encoder_clock
+    memory = PeakMemory(device)
+    with memory:
+        lap_start, encoded = time.perf_counter(), clock.seconds
+        stats["embed_s"] = 0.0
+
+        def lap(name: str, count_encoding: bool = True) -> None:
+            nonlocal lap_start, encoded
+            now, encoding = time.perf_counter(), clock.seconds - encoded
+            stats[name] = now - lap_start - encoding
+            if count_encoding:
+                stats["embed_s"] += encoding
+            lap_start, encoded = now, clock.seconds
+
+        try:
+            slices_before = clock.slices
+            model = engine.adapt(image, support, backend, device)
+            lap("adapt_s")
+            cold = engine.segment(model, image, support, device).array
+            lap("segment_s")
+            stats["encoded_slices"] = clock.slices - slices_before
+            model = engine.adapt(image, support, backend, device)
+            lap("adapt_warm_s", count_encoding=False)
+            warm = engine.segment(model, image, support, device).array
+            lap("segment_warm_s", count_encoding=False)
+            corrected = None
+            corrected_support = one_correction(support, cold, reference) if reference is not None else None
+            if corrected_support is not None:
+                added = set(corrected_support.painted_slices()) - set(support.painted_slices())
+                stats["corrected_slices"] = sorted(added)
+                started = time.perf_counter()
+                model = engine.adapt(image, corrected_support, backend, device)
+                corrected = engine.segment(model, image, corrected_support, device).array
+                stats["readapt_s"] = time.perf_counter() - started
+                lap("readapt_rest_s", count_encoding=False)
+        finally:
+            stats["rss_method"] = memory.method
+    stats.update(rss_start_mib=memory.start_rss_mib, peak_rss_mib=memory.peak_rss_mib)
+    stats.update(peak_cuda_mib=memory.peak_cuda_mib, warm_matches_cold=bool(np.array_equal(cold, warm)))
+    return cold, corrected
+
+
+def one_correction(support: SupportSet, prediction: np.ndarray, reference: Volume) -> SupportSet | None:
+    """The support plus the one unpainted slice where the prediction is most wrong, painted from the reference:
+    what a user does after looking at a result. None when every unpainted slice is already right."""
+    values = support.values
+    wrong = np.isin(prediction, values) | np.isin(reference.array, values)
+    wrong &= prediction != np.where(np.isin(reference.array, values), reference.array, 0)
+    errors = wrong.sum(axis=tuple(a for a in range(3) if a != support.axis))
+    errors[list(support.painted_slices())] = 0
+    if errors.max() == 0:
+        return None
+    worst = int(np.argmax(errors))
+    truth = np.where(np.isin(reference.array, values), reference.array, 0)
+    labels, empty = merge_reviewed(support.labels, truth, [worst], support.axis)
+    return SupportSet.from_labels(
+        labels, support.axis, support.class_names, empty_slices=[*support.empty_slices, *empty]
+    )
+
+
+def evaluate_run(image: Volume, reference: Volume, support: SupportSet, backend: Backend, device: str) -> tuple:
+    """One backend on one support set, scored per painted structure; a failure becomes rows with its error."""
+    classes = [(c.name, c.value, c.slices) for c in support.classes]
+    stats: dict[str, Any] = {}
+    try:
+        prediction, corrected = timed_run(image, support, backend, device, stats, reference)
+    except Cancelled:
+        raise
+    except Exception as exc:  # a failed run is a result (k below a backend's minimum, a bug, out of memory)
+        error = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        failed = {"status": "failed", "error": error} | stats
+        return [{"structure": n, "label_value": v, "painted_slices": list(s)} | failed for n, v, s in classes], None
+    painted = support.painted_slices()
+    rows = []
+    for name, value, slices in classes:
+        scores = score(prediction == value, reference.array == value, painted, support.axis, image.spacing)
+        if corrected is not None:
+            scores["dice_corrected"] = dice_score(corrected == value, reference.array == value)
+        row = {"structure": name, "label_value": value, "painted_slices": list(slices), "status": "ok", "error": None}
+        rows.append(row | scores | stats)
+    return rows, prediction
+
+
+# ----------------------------------------------------------------------------- the bench
+
+
+def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tuple]:
+    """(case, structures, k, seed) in run order; each is run by every backend in turn."""
+    plan = []
+    for case in cases:
+        groups = [chosen[case.name]] if config.multiclass else [[s] for s in chosen[case.name]]
+        for structures in filter(None, groups):
+            for k in config.k:
+                for seed in [None, *config.random_seeds]:
+                    plan.append((case, structures, k, seed))
+    return plan
+
+
+def _validate(config: BenchConfig) -> tuple[list[str], str]:
+    """Everything that can be checked before the first run, so that bad input writes nothing."""
+    backends = list(dict.fromkeys([BASELINE, *config.backends]))
+    for name, options in route_options(backends, config.backend_options).items():
+        get_backend(name, **options)
+    device = engine.resolve_device(config.device)
+    if config.axis not in AXIS_NAMES:
+        raise InputError(f"unknown axis {config.axis!r}: choose axial, coronal or sagittal")
+    if not config.k or min(config.k) < 1:
+        raise InputError("--k needs painted-slice counts of at least 1")
+    if config.out.exists() and not config.out.is_dir():
+        raise InputError(f"{config.out}: exists and is not a folder")
+    return backends, device
+
+
+def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str, Any]:
+    """Run the whole bench and write results.json, results.md and the plots into ``config.out``."""
+    from tqdm import tqdm
+
+    from .report import write_report
+
+    backend_names, device = _validate(config)
+    notes: list[str] = []
+    cases = find_cases(config.data, config.cases, notes)
+    plan = _plan(cases, choose_structures(cases, config.structures, notes), config)
+    machine, created = machine_info(device, command_line), not config.out.exists()
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{config.out}: results folder cannot be created ({exc.strerror or exc})") from None
+    for note in notes:
+        tqdm.write(f"note: {note}", file=sys.stderr)
+    started = time.perf_counter()
+    preload_metrics()  # before the first run, so that every run's RSS starts from the same libraries
+    interval = 0.1 if sys.stderr.isatty() else 20.0  # a log file gets a line every 20 s, not every update
+    bar = tqdm(
+        total=len(plan) * len(backend_names), file=sys.stderr, unit="run", disable=config.quiet, mininterval=interval
+    )
+    # A private, empty embedding cache: the user's disk cache must not make cold runs look warm.
+    cache_dir = tempfile.TemporaryDirectory(prefix="fewshot3d-bench-cache-")
+    runner = _Runner(config, backend_names, device, bar, Path(cache_dir.name))
+    try:
+        for item in plan:
+            runner.run(*item)
+        runner.finish()
+    except BaseException:  # interrupted: leave nothing half-written behind
+        shutil.rmtree(runner.partial, ignore_errors=True)
+        if created and not any(config.out.iterdir()):
+            config.out.rmdir()
+        raise
+    finally:
+        bar.close()
+        cache_dir.cleanup()
+    config_record = {key: str(v) if isinstance(v, Path) else v for key, v in asdict(config).items()}
+    results = {
+        "format": "fewshot3d-bench",
+        "version": RESULTS_FORMAT_VERSION,
+        "machine": machine,
+        "config": config_record | {"backends": backend_names, "cases": [c.name for c in cases]},
+        "notes": notes,
+        "elapsed_s": time.perf_counter() - started,
+        "rows": runner.rows,
+    }
+    write_report(results, config.out)
+    return results
+
+
+class _Runner:
+    """Runs plan items in order, keeping one loaded case and one backend instance per backend at a time,
+    so that a backend's embedding cache serves every structure and k of a case."""
+
+    def __init__(self, config: BenchConfig, backend_names: list[str], device: str, bar: Any, cache_dir: Path) -> None:
+        self.config, self.backend_names, self.device, self.bar = config, backend_names, device, bar
+        self.cache_dir = cache_dir
+        self.rows: list[dict] = []
+        self.runs = 0
+        self.case_name: str | None = None
+        self.partial = config.out / ".predictions.partial"
+        shutil.rmtree(self.partial, ignore_errors=True)
+        if config.save_predictions:
+            self.partial.mkdir()
+
+    def _load(self, case: Case) -> None:
+        self.case_name = case.name
+        self.image = read_image(case.image_path)
+        self.reference = resample_onto_grid(case.reference, self.image, what=f"{case.name} reference labels")
+        self.axis = self.image.slicing_axis(self.config.axis)
+        options = route_options(self.backend_names, self.config.backend_options)
+        # A new backend per case, its cache in the bench's own folder: each case's first run is cold.
+        self.backends = {
+            name: get_backend(name, **options[name] | self._cache_option(name)) for name in self.backend_names
+        }
+        self.embedded: set[str] = set()
+
+    def _cache_option(self, name: str) -> dict[str, Path]:
+        """For a backend that caches embeddings on disk: a folder of this bench's own, per case."""
+        if "cache_dir" not in backend_options(name):
+            return {}
+        return {"cache_dir": self.cache_dir / f"{self.case_name}-{name}"}
+
+    def _save(self, stem: str, array: np.ndarray | None, names: dict[int, str]) -> str | None:
+        if not self.config.save_predictions or array is None:
+            return None
+        write_labels(self.image.with_array(array), self.partial / f"{stem}.nii.gz", names)
+        return f"predictions/{stem}.nii.gz"
+
+    def run(self, case: Case, structures: list, k: int, seed: int | None) -> None:
+        """Every backend on the support set of one (case, structures, k, seed)."""
+        if case.name != self.case_name:
+            self._load(case)
+        support = make_support(self.reference, structures, self.axis, k, seed)
+        what = "multiclass" if self.config.multiclass else structures[0][0]
+        stem = f"{case.name}_{what}_k{k}" + ("" if seed is None else f"_seed{seed}")
+        support_file = self._save(f"{stem}_support", support.labels.array, support.class_names)
+        for name in self.backend_names:
+            self.bar.set_postfix_str(f"{case.name} {what} k={k} {name}", refresh=False)
+            run_rows, prediction = evaluate_run(self.image, self.reference, support, self.backends[name], self.device)
+            common = {
+                "run_id": self.runs,
+                "case": case.name,
+                "k": k,
+                "backend": name,
+                "slices": "protocol" if seed is None else "random",
+                "seed": seed,
+                "multiclass": self.config.multiclass,
+                "device": self.device,
+                "embed_first_for_volume": name not in self.embedded,
+                "prediction_file": self._save(f"{stem}_{name}", prediction, support.class_names),
+                "support_file": support_file,
+            }
+            self.embedded.add(name)
+            self.runs += 1
+            self.rows.extend(common | row for row in run_rows)
+            if prediction is None:  # one note per failed run, however many structures it scored
+                where = "" if seed is None else f" (random slices, seed {seed})"
+                self.bar.write(
+                    f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
+                )
+            self.bar.update()
+
+    def finish(self) -> None:
+        if self.config.save_predictions:
+            shutil.rmtree(self.config.out / "predictions", ignore_errors=True)
+            self.partial.rename(self.config.out / "predictions")
