@@ -4,7 +4,7 @@ For each case (a folder with ``image.*`` and ``reference_labels.*``), structure,
 reference on the protocol's k slices, run embed → adapt → segment, then adapt → segment again with the
 embedding cached (warm), and score against the reference with MONAI's Dice and HD95. The interpolate
 baseline always runs in the same bench, interleaved with the other backends, so gains over it are measured
-under the same machine load. Tables and plots are :mod:`bench_report`'s job.
+under the same machine load. Tables and plots are :mod:`.report`'s job.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="NAME",
         help=f"class names from labels.json (default: those of {', '.join(FALLBACK_STRUCTURES)} a case has; "
-        "per-case lists in bench_cases.DEFAULT_STRUCTURES)",
+        "per-case lists in bench.cases.DEFAULT_STRUCTURES)",
     )
     parser.add_argument("--k", nargs="+", type=int, default=[1, 3, 5], help="painted slices per structure (1 3 5)")
     parser.add_argument(

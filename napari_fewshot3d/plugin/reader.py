@@ -1,7 +1,7 @@
 """napari reader: medical volumes (NIfTI, NRRD, MHA/MHD, Slicer .seg.nrrd, DICOM series folders).
 
 Images become Image layers, label files Labels layers; both keep the file's exact geometry in their
-metadata (see ``_layer_io``) so that what is painted on them exports back onto the same grid.
+metadata (see ``layer_io``) so that what is painted on them exports back onto the same grid.
 """
 
 from __future__ import annotations

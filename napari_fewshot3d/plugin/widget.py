@@ -1,8 +1,8 @@
 """The napari dock widget: pick an image and a support layer, adapt, correct, re-adapt, accept, export.
 
 It only converts layers to engine volumes (``layer_io``), keeps the annotation state (``session``)
-and calls the engine verbs in worker threads (``_jobs``); no segmentation logic lives here. Layers are
-remembered by napari's ``unique_id`` (``_viewer_layers``): napari gives a plugin a proxy of the viewer,
+and calls the engine verbs in worker threads (``jobs``); no segmentation logic lives here. Layers are
+remembered by napari's ``unique_id`` (``viewer_layers``): napari gives a plugin a proxy of the viewer,
 across which object identity does not hold.
 """
 
