@@ -576,7 +576,8 @@ class FewShot3DTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from FewShot3DLib.geometry import kji_from_ijk
-        from napari_fewshot3d.bench.protocol import dice, paint_slices
+        from napari_fewshot3d.bench.protocol import paint_slices
+        from napari_fewshot3d.masks import dice
         from napari_fewshot3d.sample_data import mni152_brain
         from napari_fewshot3d.volume_io import write_image
 
