@@ -215,3 +215,22 @@ def find_series(folders: list[Path], series_uid: str, sop_uids: set[str]) -> tup
             if identity["series_instance_uid"] == series_uid or sop_uids & set(identity["sop_instance_uids"]):
                 return folder, sort_series(series, folder)
     return None
+
+
+def series_of_files(files: list[str], where: str) -> tuple[np.ndarray, tuple[int, int, int], dict]:
+    """Grid (affine, shape) and identity of a series given as its files (a DICOM database's), without its pixels."""
+    import pydicom
+
+    series = Series("")
+    for file in files:
+        try:
+            series.headers.append(pydicom.dcmread(file, stop_before_pixels=True))
+        except Exception as exc:
+            raise InputError(f"{file}: a slice of {where} cannot be read ({first_line(exc)})") from None
+        series.files.append(str(file))
+    if not series.headers or "ImagePositionPatient" not in series.headers[0]:
+        raise InputError(f"{where}: its DICOM files hold no image slices")
+    series = sort_series(series, Path(where))
+    affine = series_affine(series, Path(where))
+    shape = (int(series.headers[0].Columns), int(series.headers[0].Rows), len(series.files))
+    return affine, shape, series_identity(series)[0]
