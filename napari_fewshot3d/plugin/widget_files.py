@@ -77,8 +77,10 @@ class FileActions:
         )
         return Path(path) if started else None
 
-    def load_model_and_apply(self, path: str | Path | None = None) -> None:
-        """Segment the chosen image with a model saved earlier (on this or another volume)."""
+    def load_model_and_apply(self, path: str | Path | None = None, force: bool = False) -> None:
+        """Segment the chosen image with a model saved earlier (on this or another volume). A model of another
+        modality is refused (an error notification) unless ``force``; classes it could not find are said in the
+        status line and a notification."""
         try:  # before asking for a file: without an image there is nothing to apply it to
             image_layer = self.image_layer()
             image = self.image_volume()
@@ -93,13 +95,18 @@ class FileActions:
 
         def work(task: Any) -> tuple[Any, Volume]:
             model = engine.load_model(path, self.backend_named)
-            return model, engine.segment(model, image, device=device, progress=task)
+            return model, engine.apply_model(model, image, device=device, progress=task, force=force)
 
         def done(outcome: tuple[Any, Volume]) -> None:
             model, result = outcome
             self._show_prediction(image_layer, result, model.class_names, {})
             session.record(result, model, None)
-            self._say(f"Applied {Path(path).name} ({model.backend_name}). Correct slices in it, then Accept.")
+            warnings = result.metadata.get(engine.WARNINGS, [])
+            said = f"Applied {Path(path).name} ({model.backend_name}). Correct slices in it, then Accept."
+            if warnings:
+                self.jobs.say_info("Warning: " + " ".join(warnings))
+                said += " Warning: " + " ".join(warnings)
+            self._say(said)
 
         self.jobs.start("apply model", work, done)
 
