@@ -466,8 +466,10 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
 
         return work, finish
 
-    def prepareApplyModel(self, path, volumeNode, outputNode, device):
-        """``(work, finish)`` that segment the input volume with a saved model into the output segmentation."""
+    def prepareApplyModel(self, path, volumeNode, outputNode, device, force: bool = False):
+        """``(work, finish)`` that segment the input volume with a saved model into the output segmentation. A model
+        of another modality fails the job with its one-line reason unless ``force``; the status message names the
+        classes it did not find."""
         from FewShot3DLib.session import apply_model
 
         session = self.session
@@ -475,7 +477,7 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         image = self.volumeOf(volumeNode)
 
         def work(task):
-            return apply_model(path, image, device, task, session.backend)
+            return apply_model(path, image, device, task, session.backend, force)
 
         def finish(prediction) -> str:
             self.showSegments(outputNode, volumeNode, prediction.segments())
