@@ -29,30 +29,32 @@ from .other_scan import OtherGrid, other_scan
 SAME, OTHER_GRID, OTHER_CASE = "same scan", "other grid", "other case"
 
 
-def targets_of(
-    name: str, image: Volume, reference: Volume, others: dict[str, tuple[Volume, Volume]], axis: int
-) -> list[tuple[str, str, Volume, Volume]]:
-    """(target name, kind, image, reference) a model adapted on case ``name`` is applied to."""
+#: A case as the apply section sees it: image, reference on its grid, and its reference's label value by name.
+Scan = tuple[Volume, Volume, dict[str, int]]
+
+
+def targets_of(name: str, others: dict[str, Scan], axis: int) -> list[tuple[str, str, Scan]]:
+    """(target name, kind, scan) a model adapted on case ``name`` is applied to."""
+    image, reference, values = others[name]
     grid = OtherGrid()
     moved = other_scan(image, reference, grid, axis)
-    out = [(name, SAME, image, reference), (f"{name} on {grid.describe()}", OTHER_GRID, *moved)]
-    return out + [(other, OTHER_CASE, *volumes) for other, volumes in others.items() if other != name]
+    out = [(name, SAME, others[name]), (f"{name} on {grid.describe()}", OTHER_GRID, (*moved, values))]
+    return out + [(other, OTHER_CASE, scan) for other, scan in others.items() if other != name]
 
 
 def apply_section(
     case: str,
-    image: Volume,
-    reference: Volume,
     structures: Sequence[tuple[str, int]],
     ks: Sequence[int],
     backend_of: Callable[[], Backend],
     device: str,
-    others: dict[str, tuple[Volume, Volume]],
+    scans: dict[str, Scan],
     axis: int,
 ) -> list[dict[str, Any]]:
-    """Rows of the apply section for one source case (see the module docstring)."""
+    """Rows of the apply section for source ``case`` of ``scans`` (see the module docstring)."""
     rows: list[dict[str, Any]] = []
-    targets = targets_of(case, image, reference, others, axis)
+    image, reference, _ = scans[case]
+    targets = targets_of(case, scans, axis)
     for k in ks:
         backend = backend_of()
         support = make_support(reference, structures, axis, k, None)
@@ -60,14 +62,15 @@ def apply_section(
         with tempfile.TemporaryDirectory(prefix="fewshot3d-bench-model-") as folder:
             path = engine.save_model(engine.adapt(image, support, backend, device), Path(folder) / "model.fs3d")
             model = engine.load_model(path, lambda name, backend=backend: backend)
-            for target, kind, volume, truth in targets:
-                rows.extend(
-                    _apply_one(model, volume, truth, structures, device) | common | {"target": target, "kind": kind}
-                )
+            for target, kind, scan in targets:
+                where = common | {"target": target, "kind": kind}
+                rows.extend(row | where for row in _apply_one(model, scan, structures, device))
     return rows
 
 
-def _apply_one(model, volume: Volume, truth: Volume, structures, device: str) -> list[dict[str, Any]]:
+def _apply_one(model, scan: Scan, structures, device: str) -> list[dict[str, Any]]:
+    """The model's classes (its label values) scored against the target's reference classes of the same name."""
+    volume, truth, values = scan
     started = time.perf_counter()
     try:
         result = engine.apply_model(model, volume, device)
@@ -78,8 +81,9 @@ def _apply_one(model, volume: Volume, truth: Volume, structures, device: str) ->
     rows = []
     for name, value in structures:
         said = [w for w in warnings if w.startswith(f"{name} (label {value})")]
-        present = bool((truth.array == value).any())
-        dice = dice_score(result.array == value, truth.array == value) if present else None
+        target = values.get(name)
+        present = target is not None and bool((truth.array == target).any())
+        dice = dice_score(result.array == value, truth.array == target) if present else None
         status = "not found" if said else "ok" if present else "absent from the reference"
         rows.append({"structure": name, "status": status, "dice": dice, "note": " ".join(said), "apply_s": seconds})
     return rows

@@ -318,27 +318,24 @@ class _Runner:
         saveable = [n for n in self.backend_names if get_backend(n).can_save]
         if not saveable:
             return []
-        loaded = {}
+        scans = {}
         for case in cases:
             self._load(case)
-            loaded[case.name] = (self.image, self.reference)
+            scans[case.name] = (self.image, self.reference, {n: v for v, n in case.class_names.items()})
         options = route_options(self.backend_names, self.config.backend_options)
         rows: list[dict] = []
         for case in cases:
-            image, reference = loaded[case.name]
             self.case_name = case.name
             for name in saveable:
                 self.bar.set_postfix_str(f"apply: {case.name} {name}", refresh=False)
                 rows += apply_section(
                     case.name,
-                    image,
-                    reference,
                     chosen[case.name],
                     self.config.k,
                     lambda name=name: get_backend(name, **options[name] | self._cache_option(name)),
                     self.device,
-                    loaded,
-                    image.slicing_axis(self.config.axis),
+                    scans,
+                    scans[case.name][0].slicing_axis(self.config.axis),
                 )
         return rows
 
