@@ -130,14 +130,16 @@ def apply_one(model_bytes: bytes, image: str, output: str, device: str, threads:
     try:
         import torch
 
-        from .engine import WARNINGS, apply_model, load_model, resolve_device
+        from .engine import WARNINGS, apply_model, check_applicable, load_model, resolve_device
         from .volume_io import check_writable, read_image, write_labels
 
         if threads > 0:
             torch.set_num_threads(threads)
         check_writable(output)
         model = load_model(model_bytes)
-        result = apply_model(model, read_image(image), device=resolve_device(device), force=force)
+        volume = read_image(image)
+        check_applicable(model, volume, force, "--force")  # the cohort is run from the command line
+        result = apply_model(model, volume, device=resolve_device(device), force=force)
         write_labels(result, output, model.class_names)
         warnings = tuple(result.metadata.get(WARNINGS, ()))
     except Exception as exc:

@@ -119,14 +119,15 @@ def segment(
     return result
 
 
-def check_applicable(model: AdaptedModel, volume: Volume, force: bool = False) -> str | None:
+def check_applicable(model: AdaptedModel, volume: Volume, force: bool = False, how: str = "force=True") -> str | None:
     """Refuse to apply a saved model where it cannot work (a CT model on MR and back) with an input error, before
-    any work; with ``force``, return the warning that the result is unreliable instead."""
+    any work (``how``: what forces it in the caller's terms, e.g. ``--force``); with ``force``, return the warning
+    that the result is unreliable instead."""
     problem = model.check_volume(volume)
     if problem is None:
         return None
     if not force:
-        raise InputError(f"{problem}; refused (force it to apply anyway, with an unreliable result)")
+        raise InputError(f"{problem}; refused ({how} applies it anyway, with an unreliable result)")
     return f"forced: {problem}; the result is unreliable"
 
 

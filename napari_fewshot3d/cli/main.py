@@ -163,7 +163,7 @@ def cmd_apply(args: argparse.Namespace) -> int | None:
     model = load_model(args.model)
     printer = ProgressPrinter(args.quiet)
     image = _read_input(args.inputs[0], args.series, args.out, printer)
-    check_applicable(model, image, args.force)  # a refusal is one error line, before any work
+    check_applicable(model, image, args.force, "--force")  # a refusal is one error line, before any work
     try:
         result = apply_model(model, image, device=device, progress=printer, force=args.force)
     finally:
