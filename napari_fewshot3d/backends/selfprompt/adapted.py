@@ -115,18 +115,18 @@ class SelfPromptModel(AdaptedModel):
         )
         probabilities: dict[int, np.ndarray] = {}  # slice -> (C, h, w) coarse probabilities
 
-        def coarse(indices: list[int]) -> dict[int, np.ndarray]:
+        def coarse(indices: list[int], report: Task | None = None) -> dict[int, np.ndarray]:
             needed = [i for i in indices if i not in probabilities]
             # How many slices tracking will reach is unknown up front: progress is reported per wave below,
-            # the encoder only checks for cancellation.
-            embeddings = embedder.get(needed, Task(None, task.cancel_token))
+            # the encoder only checks for cancellation (the coarse search on a new scan reports its own).
+            embeddings = embedder.get(needed, report or Task(None, task.cancel_token))
             for i in needed:
                 cells = self.head.predict(embeddings[i])
                 probabilities[i] = np.stack([embedder.cells_to_slice(c) for c in cells])
             return {i: probabilities[i] for i in indices}
 
         notes: list[str] = []
-        seeds = self._own_seeds() if own else self._found_seeds(volume, embedder, coarse, notes)
+        seeds = self._own_seeds() if own else self._found_seeds(volume, embedder, coarse, notes, task.sub(0.0, 0.1))
         growth = growth_px(volume, self.axis, embedder)
         masks: dict[int, dict[int, np.ndarray]] = {}
         for n, value in enumerate(self.head.values):
@@ -169,13 +169,13 @@ class SelfPromptModel(AdaptedModel):
             for c in support.classes
         }
 
-    def _found_seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, notes: list[str]):
+    def _found_seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, notes: list[str], task: Task):
         """A scan without painted slices: each class's seed is the largest cross-section of its most plausible 3D
         candidate on a coarse subset of slices; a class without one gets no seed (an empty mask) and a note."""
         thickness = float(volume.spacing[self.axis])
         indices = coarse_indices(embedder.n_slices, thickness)
         step_mm = thickness * (indices[1] - indices[0] if len(indices) > 1 else 1)
-        probs = coarse(indices)
+        probs = coarse(indices, task)
         images = {i: embedder.image_slice(i) for i in indices}
         pixel_area = float(np.prod(in_plane_spacing(volume, self.axis)))
         seeds = {}
