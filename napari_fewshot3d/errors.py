@@ -17,3 +17,12 @@ def describe(exc: BaseException, out_of_memory: str, details: str) -> str:
     if isinstance(exc, MemoryError):
         return f"out of memory: {out_of_memory}"
     return f"unexpected failure ({type(exc).__name__}: {exc}); {details}"
+
+
+def first_line(exc: BaseException) -> str:
+    """First meaningful line of a library's error, so a user sees one line, not an ITK dump."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "ERROR" in line.upper() or "description" in line.lower():
+            return line[:200]
+    return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -1,4 +1,4 @@
-"""Read images and label volumes from NIfTI, NRRD, MHA/MHD, Slicer .seg.nrrd and DICOM series; write labels.
+"""Read images and label volumes from NIfTI, NRRD, MHA/MHD, Slicer .seg.nrrd, DICOM series and SEG; write labels.
 
 Every reader returns a :class:`Volume` indexed (i, j, k) with its exact voxel-to-RAS affine, and
 every writer puts that geometry back, so that a mask lines up with its image in any viewer.
@@ -15,10 +15,15 @@ import nibabel as nib
 import numpy as np
 
 from .atomic_file import write_atomically
-from .errors import InputError
+from .dicom_seg import check_can_write_seg, is_dicom_seg, read_dicom_seg, write_dicom_seg
+from .dicom_series import read_dicom_series
+from .errors import InputError, first_line
 from .volume import LPS_FROM_RAS, Volume
 
-LABEL_FORMATS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd")
+LABEL_FORMATS = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".dcm")
+
+#: Key of the NIfTI qform and sform codes of an image read from NIfTI (labels written for it keep them).
+NIFTI_CODES_KEY = "nifti_codes"
 _SITK_IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
 
@@ -34,13 +39,15 @@ def format_of(path: str | os.PathLike) -> str:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_image(path: str | os.PathLike) -> Volume:
-    """Read a 3D image (file or DICOM series folder)."""
+def read_image(path: str | os.PathLike, series: str | None = None) -> Volume:
+    """Read a 3D image (file or DICOM series folder; ``series``: the Series Instance UID to read from it)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        return _read_dicom_series(path)
+        return read_dicom_series(path, series)
+    if series is not None:
+        raise InputError(f"{path}: --series chooses a series in a DICOM folder, and this is a file")
     fmt = format_of(path)
     if fmt == ".seg.nrrd":
         return read_labels(path)
@@ -49,17 +56,20 @@ def read_image(path: str | os.PathLike) -> Volume:
     return _read_with_sitk(path)
 
 
-def read_labels(path: str | os.PathLike) -> Volume:
+def read_labels(path: str | os.PathLike, reference: Volume | None = None) -> Volume:
     """Read a label volume; class names (if the file has them) go to ``metadata['class_names']``.
 
-    Slicer .seg.nrrd files keep their segment names and colours; overlapping segments (several
-    layers) are refused, since one voxel can only carry one class here.
+    Slicer .seg.nrrd files and DICOM SEG keep their segment names and colours; overlapping segments
+    are refused, since one voxel can only carry one class here. A DICOM SEG takes the grid of the
+    series it references: ``reference`` when that is the series, else one found beside the SEG.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if format_of(path) == ".seg.nrrd":
         volume = _read_seg_nrrd(path)
+    elif format_of(path) == ".dcm" or (path.is_file() and is_dicom_seg(path)):
+        volume = read_dicom_seg(path, reference)
     else:
         volume = read_image(path)
     array = volume.array
@@ -82,12 +92,13 @@ def _read_nifti(path: Path) -> Volume:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many types for a broken file
-        raise InputError(f"{path}: not a readable NIfTI image ({_short(exc)})") from None
+        raise InputError(f"{path}: not a readable NIfTI image ({first_line(exc)})") from None
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: not a 3D image (shape {data.shape})")
-    return Volume(np.ascontiguousarray(data), img.affine, name=image_stem(path))
+    codes = {"qform": int(img.header["qform_code"]), "sform": int(img.header["sform_code"])}
+    return Volume(np.ascontiguousarray(data), img.affine, name=image_stem(path), metadata={NIFTI_CODES_KEY: codes})
 
 
 def _read_with_sitk(path: Path) -> Volume:
@@ -96,27 +107,8 @@ def _read_with_sitk(path: Path) -> Volume:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise InputError(f"{path}: not a readable image ({_short(exc)})") from None
+        raise InputError(f"{path}: not a readable image ({first_line(exc)})") from None
     return _volume_from_sitk(image, path)
-
-
-def _read_dicom_series(folder: Path) -> Volume:
-    """Read the largest DICOM series in a folder, sorted by position as ITK/GDCM do it."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    series_ids = reader.GetGDCMSeriesIDs(str(folder)) or ()
-    if not series_ids:
-        raise InputError(f"{folder}: folder holds no DICOM image series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len)
-    if len(files) < 2:
-        raise InputError(f"{folder}: the DICOM series has a single slice, not a 3D volume")
-    reader.SetFileNames(files)
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"{folder}: DICOM series could not be read ({_short(exc)})") from None
-    return _volume_from_sitk(image, folder)
 
 
 def _volume_from_sitk(image, path: Path) -> Volume:
@@ -147,7 +139,7 @@ def _read_seg_nrrd(path: Path) -> Volume:
     try:
         seg = slicerio.read_segmentation(str(path))
     except Exception as exc:
-        raise InputError(f"{path}: not a readable Slicer segmentation ({_short(exc)})") from None
+        raise InputError(f"{path}: not a readable Slicer segmentation ({first_line(exc)})") from None
     voxels = np.asarray(seg["voxels"])
     if voxels.ndim == 4:
         raise InputError(f"{path}: segments overlap (several layers); export them without overlap")
@@ -185,6 +177,13 @@ def check_writable(path: str | os.PathLike) -> None:
         raise InputError(f"{path}: output exists and is not writable")
 
 
+def check_writable_for(image: Volume, path: str | os.PathLike) -> None:
+    """:func:`check_writable`, and for a DICOM SEG that ``image`` came from the DICOM series it will reference."""
+    check_writable(path)
+    if format_of(path) == ".dcm":
+        check_can_write_seg(image, path)
+
+
 def write_labels(
     volume: Volume,
     path: str | os.PathLike,
@@ -196,7 +195,10 @@ def write_labels(
     .seg.nrrd keeps class names and colours as Slicer segments; NIfTI and NRRD keep the values.
     """
     array = volume.array
-    labels = Volume(array.astype(smallest_label_dtype(int(array.max()) if array.size else 0)), volume.affine)
+    labels = volume.with_array(array.astype(smallest_label_dtype(int(array.max()) if array.size else 0)))
+    if format_of(path) == ".dcm":
+        check_writable(path)
+        return write_dicom_seg(labels, path, class_names, class_colors)
     if format_of(path) == ".seg.nrrd":
         return _write_atomically(
             path, lambda tmp: _write_seg_nrrd(labels, tmp, class_names or {}, class_colors or {}), "labels"
@@ -221,9 +223,11 @@ def _write_atomically(path: str | os.PathLike, write: Callable[[str], None], wha
 
 
 def _write_nifti(volume: Volume, filename: str) -> None:
+    """NIfTI with the source's qform/sform codes when it came from NIfTI (a viewer may trust one, not the other)."""
+    codes = volume.metadata.get(NIFTI_CODES_KEY) or {"qform": 1, "sform": 1}
     img = nib.Nifti1Image(volume.array, volume.affine)
-    img.set_qform(volume.affine, code=1)
-    img.set_sform(volume.affine, code=1)
+    img.set_qform(volume.affine, code=int(codes["qform"]))
+    img.set_sform(volume.affine, code=int(codes["sform"]))
     img.header.set_xyzt_units("mm")
     nib.save(img, filename)
 
@@ -294,12 +298,3 @@ def image_stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
-
-
-def _short(exc: BaseException) -> str:
-    """First meaningful line of a library's error, so a user sees one line, not an ITK dump."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if "ERROR" in line.upper() or "description" in line.lower():
-            return line[:200]
-    return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -66,6 +66,8 @@ def cmd_apply_cohort(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: for several inputs --out is a folder, and this is a file")
     if not out.parent.is_dir():
         raise InputError(f"{out}: its parent folder {out.parent} does not exist")
+    if getattr(args, "series", None):
+        raise InputError("--series chooses the series of one DICOM folder; a cohort reads the largest of each")
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be 1 or more")
     if args.workers is not None and args.scheduler:

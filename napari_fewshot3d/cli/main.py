@@ -20,7 +20,7 @@ from ..engine import DEVICES, check_can_save, check_support, load_model, resolve
 from ..errors import Cancelled, InputError
 from ..support import SupportSet
 from ..volume import AXIS_NAMES, resample_onto_grid
-from ..volume_io import check_writable, read_image, read_labels, write_labels
+from ..volume_io import check_writable, check_writable_for, read_image, read_labels, write_labels
 from .bench import add_bench_arguments, config_from_args
 from .cohort import add_cohort_arguments, cmd_apply_cohort
 from .options import add_backend_arguments, routed_options
@@ -40,6 +40,21 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto: cuda, mps, cpu)")
 
 
+def _add_series(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--series", metavar="UID", help="Series Instance UID to read when the DICOM folder holds several series"
+    )
+
+
+def _read_input(path: str, series: str | None, out: str, printer: ProgressPrinter):
+    """The image, checked against the output format (a DICOM SEG needs a DICOM series), its notes said."""
+    image = read_image(path, series)
+    check_writable_for(image, out)
+    for note in image.metadata.get("notes", ()):
+        printer.say(f"note: {note}")
+    return image
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fewshot3d", description="Turn a few painted slices into a 3D segmentation.")
     parser.add_argument("--version", action="version", version=f"fewshot3d {__version__}")
@@ -47,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     seg = commands.add_parser("segment", help="adapt to painted slices and segment the whole volume")
     seg.add_argument("image", help="image file (.nii.gz, .nrrd, .mha, ...) or DICOM series folder")
-    seg.add_argument("--support", required=True, help="labels on the image's grid, painted on a few slices")
-    seg.add_argument("--out", required=True, help="output labels (.nii.gz, .nii, .nrrd, .seg.nrrd)")
+    seg.add_argument(
+        "--support", required=True, help="labels on the image's grid, painted on a few slices (or a DICOM SEG)"
+    )
+    seg.add_argument(
+        "--out", required=True, help="output labels (.nii.gz, .nii, .nrrd, .seg.nrrd; .dcm: DICOM SEG, DICOM input)"
+    )
+    _add_series(seg)
     seg.add_argument("--backend", default=DEFAULT_BACKEND, help=f"one of {', '.join(available_backends())}")
     _add_device(seg)
     seg.add_argument("--axis", default="axial", help="slicing axis of the painted slices: axial, coronal, sagittal")
@@ -65,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="image file or DICOM series folder; several, a folder of images or a CSV/TSV list make a cohort",
     )
     app.add_argument(
-        "--out", required=True, help="output labels (.nii.gz, .nii, .nrrd, .seg.nrrd); for a cohort, a folder"
+        "--out",
+        required=True,
+        help="output labels (.nii.gz, .nii, .nrrd, .seg.nrrd; .dcm: DICOM SEG, DICOM input); for a cohort, a folder",
     )
+    _add_series(app)
     _add_device(app)
     app.add_argument("--quiet", action="store_true", help="no progress output")
     add_cohort_arguments(app)
@@ -97,12 +120,12 @@ def cmd_segment(args: argparse.Namespace) -> None:
     if args.save_model:
         check_can_save(backend)
         _check_model_writable(args.save_model)
-    image = read_image(args.image)
-    labels = resample_onto_grid(read_labels(args.support), image, what="support labels")
+    printer = ProgressPrinter(args.quiet)
+    image = _read_input(args.image, args.series, args.out, printer)
+    labels = resample_onto_grid(read_labels(args.support, reference=image), image, what="support labels")
     support = SupportSet.from_labels(labels, args.axis)
     check_support(support, backend)
 
-    printer = ProgressPrinter(args.quiet)
     try:
         result, model = run(image, support, backend, device, printer)
     finally:
@@ -122,8 +145,8 @@ def cmd_apply(args: argparse.Namespace) -> int | None:
     device = resolve_device(args.device)
     check_writable(args.out)
     model = load_model(args.model)
-    image = read_image(args.inputs[0])
     printer = ProgressPrinter(args.quiet)
+    image = _read_input(args.inputs[0], args.series, args.out, printer)
     try:
         result = segment(model, image, device=device, progress=printer)
     finally:

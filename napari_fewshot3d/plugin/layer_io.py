@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..colors import class_color
+from ..dicom_series import DICOM_KEY
 from ..errors import InputError
 from ..volume import LPS_FROM_RAS, Volume, world_axis_of_array_axes
+from ..volume_io import NIFTI_CODES_KEY
 
 #: Key of our entry in a layer's ``metadata``.
 META_KEY = "fewshot3d"
@@ -48,10 +50,22 @@ def _from_display(data: np.ndarray, order: list[int], flips: list[int]) -> np.nd
     return array
 
 
+#: What a volume's metadata says about its source file that a labels file written for it needs (the DICOM series a
+#: SEG references, the NIfTI codes to keep); it travels with the layer and with the layers painted on it.
+SOURCE_KEYS = (DICOM_KEY, NIFTI_CODES_KEY)
+
+#: The entries of our layer metadata that describe the grid and its source (not a layer's classes or role).
+GRID_KEYS = ("affine", "shape", "order", "flip", "source")
+
+
 def geometry_metadata(volume: Volume) -> dict[str, Any]:
-    """What a layer must carry to be turned back into ``volume``'s grid exactly."""
+    """What a layer must carry to be turned back into ``volume``'s grid exactly, with its source's identity."""
     order, flips = display_order(volume.affine)
-    return {"affine": volume.affine.tolist(), "shape": list(volume.shape), "order": order, "flip": flips}
+    geometry = {"affine": volume.affine.tolist(), "shape": list(volume.shape), "order": order, "flip": flips}
+    source = {key: volume.metadata[key] for key in SOURCE_KEYS if key in volume.metadata}
+    if source:
+        geometry["source"] = source
+    return geometry
 
 
 def volume_to_layer_data(volume: Volume, contiguous: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
@@ -126,7 +140,8 @@ def data_to_volume(data: Any, metadata: Mapping[str, Any], name: str = "") -> Vo
     array = _from_display(array, list(geometry["order"]), list(geometry["flip"]))
     if list(array.shape) != list(geometry["shape"]):
         raise InputError(f"layer {name!r} has shape {array.shape}, its geometry expects {tuple(geometry['shape'])}")
-    return Volume(array, np.asarray(geometry["affine"], dtype=float), name)
+    source = {key: value for key, value in (geometry.get("source") or {}).items() if key in SOURCE_KEYS}
+    return Volume(array, np.asarray(geometry["affine"], dtype=float), name, metadata=source)
 
 
 def geometry_from_scale(shape: tuple[int, ...], scale: Any, translate: Any) -> dict[str, Any]:
@@ -160,9 +175,7 @@ def layer_to_volume(layer: Any, like: Any | None = None) -> Volume:
             and data_shape == tuple(np.shape(like.data))
             and np.allclose(np.asarray(layer.scale)[-3:], np.asarray(like.scale)[-3:], rtol=1e-4)
         ):
-            metadata[META_KEY] = {
-                k: v for k, v in like.metadata[META_KEY].items() if k in ("affine", "shape", "order", "flip")
-            }
+            metadata[META_KEY] = {k: v for k, v in like.metadata[META_KEY].items() if k in GRID_KEYS}
         elif len(data_shape) == 3:
             metadata[META_KEY] = geometry_from_scale(data_shape, layer.scale, layer.translate)
     volume = data_to_volume(layer.data, metadata, layer.name)

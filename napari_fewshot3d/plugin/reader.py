@@ -1,4 +1,4 @@
-"""napari reader: medical volumes (NIfTI, NRRD, MHA/MHD, Slicer .seg.nrrd, DICOM series folders).
+"""napari reader: medical volumes (NIfTI, NRRD, MHA/MHD, Slicer .seg.nrrd, DICOM series folders, DICOM SEG).
 
 Images become Image layers, label files Labels layers; both keep the file's exact geometry in their
 metadata (see ``layer_io``) so that what is painted on them exports back onto the same grid.
@@ -7,12 +7,15 @@ metadata (see ``layer_io``) so that what is painted on them exports back onto th
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..dicom_seg import is_dicom_seg
+from ..dicom_series import NOTES_KEY
 from ..errors import InputError
 from ..preprocess import display_window
 from ..volume import Volume
@@ -36,6 +39,8 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     path = Path(os.fspath(path))
     if path.is_dir():
         return read_layers if looks_like_dicom_folder(path) else None
+    if format_of(path) == ".dcm" or (path.is_file() and not path.suffix):
+        return read_layers if is_dicom_seg(path) else None  # a DICOM SEG; single image slices are not volumes
     return read_layers if format_of(path) in FILE_FORMATS else None
 
 
@@ -44,6 +49,8 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     if isinstance(path, list):
         path = path[0]
     path = Path(os.fspath(path))
+    if path.is_file() and is_dicom_seg(path):
+        return [labels_layer_data(read_labels(path))]  # on the grid of the series beside it
     if path.is_file() and is_label_file(path):
         try:
             return [labels_layer_data(read_labels(path))]
@@ -51,7 +58,10 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
             if "not a label volume" not in str(exc):
                 raise
             # a probability map named "seg...": show it as the image it is
-    return [image_layer_data(read_image(path))]
+    image = read_image(path)
+    for note in image.metadata.get(NOTES_KEY, ()):
+        warnings.warn(note, stacklevel=2)  # napari shows a warning as a notification
+    return [image_layer_data(image)]
 
 
 def is_label_file(path: Path) -> bool:

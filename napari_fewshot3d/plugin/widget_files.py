@@ -12,12 +12,15 @@ from typing import Any
 from qtpy.QtWidgets import QFileDialog
 
 from .. import engine
+from ..dicom_series import DICOM_KEY
 from ..errors import InputError
 from ..volume import Volume
-from ..volume_io import check_writable, write_labels
+from ..volume_io import check_writable_for, write_labels
 from .layer_io import class_info, layer_to_volume
 
 LABEL_FILES = "Labels (*.seg.nrrd *.nii.gz *.nii *.nrrd)"
+#: Offered first for a segmentation of an image read from a DICOM series.
+DICOM_SEG_FILES = "DICOM SEG (*.dcm)"
 MODEL_FILES = "Models (*.zip)"
 
 
@@ -33,12 +36,19 @@ class FileActions:
         if not shown:
             return self._fail(InputError("nothing to export: run 'Adapt and segment' first"))
         layer = shown[0]
-        path = path or self._ask_save_path("Export labels", f"{layer.name}.seg.nrrd", LABEL_FILES)
+        try:
+            volume = layer_to_volume(layer)
+        except InputError as exc:
+            return self._fail(exc)
+        if DICOM_KEY in volume.metadata:  # a DICOM series in: a DICOM SEG out, for its PACS
+            suggestion, filters = f"{layer.name}.dcm", f"{DICOM_SEG_FILES};;{LABEL_FILES}"
+        else:
+            suggestion, filters = f"{layer.name}.seg.nrrd", LABEL_FILES
+        path = path or self._ask_save_path("Export labels", suggestion, filters)
         if not path:
             return None
         try:
-            check_writable(path)  # before the worker: a bad path is said at once
-            volume = layer_to_volume(layer)
+            check_writable_for(volume, path)  # before the worker: a bad path or format is said at once
             volume = volume.with_array(volume.array.copy())  # the user may go on editing meanwhile
             names, colors = class_info(layer.metadata)
         except InputError as exc:

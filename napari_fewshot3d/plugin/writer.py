@@ -15,7 +15,8 @@ from .layer_io import class_info, data_to_volume, has_geometry
 
 
 def write_labels_layer(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """Write one Labels layer as .nii.gz, .nii, .nrrd or .seg.nrrd (names and colours kept in .seg.nrrd)."""
+    """Write one Labels layer as .nii.gz, .nii, .nrrd, .seg.nrrd or .dcm (names and colours kept in .seg.nrrd
+    and in a DICOM SEG, which needs a layer painted on an image read from a DICOM series)."""
     metadata = attributes.get("metadata") or {}
     name = attributes.get("name", "labels")
     if not has_geometry(metadata):

@@ -275,7 +275,7 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "export",
             "Export the output segmentation",
             f"{p.outputSegmentation.GetName()}.seg.nrrd",
-            "Slicer segmentation (*.seg.nrrd);;NIfTI labels (*.nii.gz)",
+            "Slicer segmentation (*.seg.nrrd);;NIfTI labels (*.nii.gz);;DICOM SEG (*.dcm)",
             lambda path: self.logic.exportSegmentation(p.outputSegmentation, p.inputVolume, path),
         )
 
@@ -505,8 +505,11 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         return self.session.save_model(path)
 
     def exportSegmentation(self, segmentationNode, volumeNode, path) -> str:
-        """Write with Slicer's own savers: .seg.nrrd as is, NIfTI as a label map on the input volume's grid."""
+        """Write with Slicer's own savers: .seg.nrrd as is, NIfTI as a label map on the input volume's grid; a DICOM
+        SEG (.dcm) with the engine's writer, for a volume loaded by the DICOM module (others are refused)."""
         path = str(path)
+        if path.lower().endswith(".dcm"):
+            return self._exportDicomSeg(segmentationNode, volumeNode, path)
         if path.lower().endswith((".nii", ".nii.gz")):
             labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
             try:
@@ -521,6 +524,33 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         if not saved:
             raise OSError(f"Slicer could not write {path}")
         return path
+
+    def _exportDicomSeg(self, segmentationNode, volumeNode, path) -> str:
+        from FewShot3DLib.dicom_export import INSTANCE_UIDS_ATTRIBUTE, source_files, write_seg_for_series
+        from FewShot3DLib.geometry import volume_from_image_data
+
+        database = getattr(slicer, "dicomDatabase", None)
+        files = source_files(
+            volumeNode.GetName(),
+            volumeNode.GetAttribute(INSTANCE_UIDS_ATTRIBUTE),
+            database.fileForInstance if database is not None else None,
+        )
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+        try:
+            slicer.modules.segmentations.logic().ExportVisibleSegmentsToLabelmapNode(
+                segmentationNode, labelmap, volumeNode
+            )
+            matrix = vtk.vtkMatrix4x4()
+            labelmap.GetIJKToRASMatrix(matrix)
+            labels = volume_from_image_data(labelmap.GetImageData(), matrix, volumeNode.GetName())
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        names, colors = {}, {}
+        segmentation = segmentationNode.GetSegmentation()
+        for index in range(segmentation.GetNumberOfSegments()):  # label values follow the segments' order
+            segment = segmentation.GetNthSegment(index)
+            names[index + 1], colors[index + 1] = segment.GetName(), list(segment.GetColor())
+        return write_seg_for_series(labels, files, path, names, colors)
 
 
 def _placeOnVolume(segmentationNode, volumeNode) -> None:

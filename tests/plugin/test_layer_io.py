@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_fewshot3d.annotation import format_class_names, parse_class_names
 from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.plugin.layer_io import (
     META_KEY,
@@ -15,6 +14,7 @@ from napari_fewshot3d.plugin.layer_io import (
     labels_layer_kwargs,
     volume_to_layer_data,
 )
+from napari_fewshot3d.plugin.session import format_class_names, parse_class_names
 from napari_fewshot3d.support import changed_slices, merge_reviewed
 from napari_fewshot3d.volume import Volume
 
@@ -123,3 +123,37 @@ def test_corrected_slices_become_support_and_emptied_ones_say_nothing_here():
     np.testing.assert_array_equal(merged.array[:, :, 1], support.array[:, :, 1])
     assert empty == [4]
     assert not support.array[:, :, 2].any()  # the support itself is never changed
+
+
+def test_a_layer_painted_on_a_dicom_series_saves_as_a_seg_that_the_reader_opens(tmp_path):
+    """The series' identity rides in the image layer's metadata, on to a labels layer made like it, to the writer."""
+    import shutil
+
+    from napari_fewshot3d.plugin.reader import get_reader
+    from napari_fewshot3d.plugin.writer import write_labels_layer
+    from napari_fewshot3d.volume_io import read_image
+
+    from ..conftest import data_path
+
+    shutil.copytree(data_path("ct_dicom_series"), tmp_path / "ct")
+    image = read_image(tmp_path / "ct")
+    data, kwargs = volume_to_layer_data(image)
+    painted = np.zeros(data.shape, np.uint8)
+    painted[4, 100:200, 150:260] = 1
+    painted[9, 300:340, 120:200] = 2
+    back = data_to_volume(painted, kwargs["metadata"])
+    assert back.metadata["dicom"]["sop_instance_uids"] == image.metadata["dicom"]["sop_instance_uids"]
+    attributes = labels_layer_kwargs(kwargs, {1: "tumour", 2: "cyst"})
+    (tmp_path / "out").mkdir()
+    written = write_labels_layer(str(tmp_path / "out" / "labels.dcm"), painted, attributes)
+    reader = get_reader(written[0])
+    assert reader is not None
+    assert get_reader(str(next((tmp_path / "ct").iterdir()))) is None  # a single CT slice is not a volume
+    (layer_data, layer_kwargs, kind) = reader(written[0])[0]
+    assert kind == "labels"
+    np.testing.assert_array_equal(layer_data, painted)
+    assert layer_kwargs["metadata"][META_KEY]["class_names"] == {1: "tumour", 2: "cyst"}
+    plain = Volume(np.zeros((4, 4, 3)), np.eye(4))
+    _, plain_kwargs = volume_to_layer_data(plain)
+    with pytest.raises(InputError, match="not read from"):
+        write_labels_layer(str(tmp_path / "plain.dcm"), np.ones((3, 4, 4), np.uint8), plain_kwargs)
