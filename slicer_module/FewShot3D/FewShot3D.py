@@ -5,6 +5,7 @@ installs dependencies on request, and polls the background job. Everything else 
 Python, tested outside Slicer) and in the ``napari_fewshot3d`` engine, whose verbs are called unchanged.
 """
 
+import contextlib
 import importlib
 import logging
 import os
@@ -513,14 +514,8 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         if path.lower().endswith(".dcm"):
             return self._exportDicomSeg(segmentationNode, volumeNode, path)
         if path.lower().endswith((".nii", ".nii.gz")):
-            labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-            try:
-                slicer.modules.segmentations.logic().ExportVisibleSegmentsToLabelmapNode(
-                    segmentationNode, labelmap, volumeNode
-                )
+            with _labelmapOnVolume(segmentationNode, volumeNode) as labelmap:
                 saved = slicer.util.saveNode(labelmap, path)
-            finally:
-                slicer.mrmlScene.RemoveNode(labelmap)
         else:
             saved = slicer.util.saveNode(segmentationNode, path)
         if not saved:
@@ -537,22 +532,27 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
             volumeNode.GetAttribute(INSTANCE_UIDS_ATTRIBUTE),
             database.fileForInstance if database is not None else None,
         )
-        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
-        try:
-            slicer.modules.segmentations.logic().ExportVisibleSegmentsToLabelmapNode(
-                segmentationNode, labelmap, volumeNode
-            )
+        with _labelmapOnVolume(segmentationNode, volumeNode) as labelmap:
             matrix = vtk.vtkMatrix4x4()
             labelmap.GetIJKToRASMatrix(matrix)
             labels = volume_from_image_data(labelmap.GetImageData(), matrix, volumeNode.GetName())
-        finally:
-            slicer.mrmlScene.RemoveNode(labelmap)
         names, colors = {}, {}
         segmentation = segmentationNode.GetSegmentation()
         for index in range(segmentation.GetNumberOfSegments()):  # label values follow the segments' order
             segment = segmentation.GetNthSegment(index)
             names[index + 1], colors[index + 1] = segment.GetName(), list(segment.GetColor())
         return write_seg_for_series(labels, files, path, names, colors)
+
+
+@contextlib.contextmanager
+def _labelmapOnVolume(segmentationNode, volumeNode):
+    """The visible segments as a temporary label map on the volume's grid (removed from the scene afterwards)."""
+    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    try:
+        slicer.modules.segmentations.logic().ExportVisibleSegmentsToLabelmapNode(segmentationNode, labelmap, volumeNode)
+        yield labelmap
+    finally:
+        slicer.mrmlScene.RemoveNode(labelmap)
 
 
 def _placeOnVolume(segmentationNode, volumeNode) -> None:

@@ -136,6 +136,8 @@ class FewShotSession:
         if prediction.plan is None:  # a saved model applied: no painted support to re-adapt with
             self.rounds = None
             return
+        if self.rounds is None:  # selection reset while the job ran: its result starts the new annotation
+            self.rounds = Annotation(prediction.plan.support.axis)
         self.rounds.commit(prediction.labels.array, prediction.plan.round)
 
     def save_model(self, path: str | Path) -> Path:
