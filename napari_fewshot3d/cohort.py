@@ -38,6 +38,8 @@ class Outcome:
     status: str
     reason: str = ""
     seconds: float = 0.0
+    #: What the user must be told about a written result (a class not found, a forced modality).
+    warnings: tuple[str, ...] = ()
 
 
 def is_cohort(items: Sequence[str]) -> bool:
@@ -119,28 +121,32 @@ def machine_size(cpus: int | None = None, memory_bytes: int | None = None) -> tu
     return workers, max(1, cpus // workers)
 
 
-def apply_one(model_bytes: bytes, image: str, output: str, device: str, threads: int) -> Outcome:
-    """One volume on a worker: read, apply, write atomically. Input problems come back as a failed Outcome.
+def apply_one(model_bytes: bytes, image: str, output: str, device: str, threads: int, force: bool = False) -> Outcome:
+    """One volume on a worker: read, apply, write atomically. Input problems (another modality than the model's,
+    unless ``force``) come back as a failed Outcome.
 
     ``threads``: torch threads for this task (0: torch's default, all of the worker's cores)."""
     started = time.perf_counter()
     try:
         import torch
 
-        from .engine import load_model, resolve_device, segment
+        from .engine import WARNINGS, apply_model, check_applicable, load_model, resolve_device
         from .volume_io import check_writable, read_image, write_labels
 
         if threads > 0:
             torch.set_num_threads(threads)
         check_writable(output)
         model = load_model(model_bytes)
-        result = segment(model, read_image(image), device=resolve_device(device))
+        volume = read_image(image)
+        check_applicable(model, volume, force, "--force")  # the cohort is run from the command line
+        result = apply_model(model, volume, device=resolve_device(device), force=force)
         write_labels(result, output, model.class_names)
+        warnings = tuple(result.metadata.get(WARNINGS, ()))
     except Exception as exc:
         reason = describe(exc, "the volume is too large for this worker's memory", "rerun it alone to see why")
         reason = " ".join(reason.split()).removeprefix(f"{image}: ")  # the summary names the input already
         return Outcome(image, output, FAILED, reason, time.perf_counter() - started)
-    return Outcome(image, output, DONE, "", time.perf_counter() - started)
+    return Outcome(image, output, DONE, "", time.perf_counter() - started, warnings)
 
 
 def run_cohort(
@@ -152,6 +158,7 @@ def run_cohort(
     workers: int | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
+    force: bool = False,
     on_outcome: Callable[[Outcome, int, int], None] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> list[Outcome]:
@@ -184,7 +191,7 @@ def run_cohort(
         if say is not None:
             say(f"Dask is not installed: the volumes run one after another; {INSTALL_DASK} runs them in parallel")
         for image, output in todo:
-            outcomes.append(apply_one(model_bytes, str(image), str(output), device, 0))
+            outcomes.append(apply_one(model_bytes, str(image), str(output), device, 0, force))
             if on_outcome is not None:
                 on_outcome(outcomes[-1], len(outcomes), total)
         return outcomes
@@ -212,7 +219,7 @@ def run_cohort(
         shared = client.scatter(model_bytes, broadcast=True)
         keys = {}
         for image, output in todo:
-            future = client.submit(apply_one, shared, str(image), str(output), device, threads, pure=False)
+            future = client.submit(apply_one, shared, str(image), str(output), device, threads, force, pure=False)
             keys[future.key] = (image, output)
             futures.append(future)
         for future in as_completed(futures):

@@ -25,7 +25,11 @@ from .volume import Volume
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MODEL_FORMAT = "fewshot3d-model"
-MODEL_FORMAT_VERSION = 1
+#: 2: a selfprompt-sam model also records the mm per model pixel, the modality and a profile per class (what
+#: applying it to other scans needs); files of version 1 still load and apply as before, without those checks.
+MODEL_FORMAT_VERSION = 2
+#: Where a segmented volume's metadata lists what the user must be told (a class not found, a forced apply).
+WARNINGS = "warnings"
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -100,14 +104,48 @@ def segment(
     progress: ProgressCallback | Task | None = None,
     cancel: CancelToken | None = None,
 ) -> Volume:
-    """Label ``volume`` with an adapted model; painted slices of ``support`` keep exactly what was painted."""
+    """Label ``volume`` with an adapted model; painted slices of ``support`` keep exactly what was painted.
+
+    The result's ``metadata["warnings"]`` lists one line per class the model could not find with confidence (its
+    mask is then empty): every front end shows them."""
     task = Task.of(progress, cancel)
-    labels = model.segment(volume, resolve_device(device), task)
+    labels, notes = model.segment_with_notes(volume, resolve_device(device), task)
     labels = np.asarray(labels)
     if support is not None:
         labels = keep_painted(labels, support)
     task.report(1.0, "done")
-    return volume.with_array(labels.astype(_label_dtype(model, support), copy=False), name=f"{volume.name}_labels")
+    result = volume.with_array(labels.astype(_label_dtype(model, support), copy=False), name=f"{volume.name}_labels")
+    result.metadata[WARNINGS] = list(notes)
+    return result
+
+
+def check_applicable(model: AdaptedModel, volume: Volume, force: bool = False, how: str = "force=True") -> str | None:
+    """Refuse to apply a saved model where it cannot work (a CT model on MR and back) with an input error, before
+    any work (``how``: what forces it in the caller's terms, e.g. ``--force``); with ``force``, return the warning
+    that the result is unreliable instead."""
+    problem = model.check_volume(volume)
+    if problem is None:
+        return None
+    if not force:
+        raise InputError(f"{problem}; refused ({how} applies it anyway, with an unreliable result)")
+    return f"forced: {problem}; the result is unreliable"
+
+
+def apply_model(
+    model: AdaptedModel,
+    volume: Volume,
+    device: str = "auto",
+    progress: ProgressCallback | Task | None = None,
+    cancel: CancelToken | None = None,
+    force: bool = False,
+) -> Volume:
+    """A saved model on a scan it was not adapted on (``fewshot3d apply``): checked, then segmented; warnings (a
+    forced modality, classes not found) in the result's ``metadata["warnings"]``."""
+    forced = check_applicable(model, volume, force)
+    result = segment(model, volume, None, device, progress, cancel)
+    if forced:
+        result.metadata[WARNINGS].insert(0, forced)
+    return result
 
 
 def keep_painted(labels: np.ndarray, support: SupportSet) -> np.ndarray:

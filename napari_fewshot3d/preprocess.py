@@ -39,6 +39,17 @@ def looks_like_ct(array: np.ndarray) -> bool:
     return integer_like and float(np.nanmin(array)) <= -500.0
 
 
+def modality_of(array: np.ndarray, window: dict | None = None) -> str:
+    """ "ct" or "mr" as :func:`intensity_window` treats the volume with these ``window`` settings: a forced modality,
+    a HU window (level/width: CT), else what :func:`looks_like_ct` says. A saved model records it."""
+    window = window or {}
+    if window.get("modality") in ("ct", "mr"):
+        return str(window["modality"])
+    if window.get("level") is not None or window.get("width") is not None:
+        return "ct"
+    return "ct" if looks_like_ct(np.asarray(array)) else "mr"
+
+
 def intensity_window(
     array: np.ndarray,
     modality: str = "auto",

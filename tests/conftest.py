@@ -149,9 +149,14 @@ def blob_volume() -> tuple[Volume, Volume]:
 def ct_slab(first: int, stop: int, axis: int = 2) -> tuple[Volume, Volume]:
     """Slices [first, stop) along array ``axis`` (2: axial, 1: coronal, 0: sagittal) of ct_abdomen and its reference
     labels, with the geometry of where they lie."""
+    return case_slab("ct_abdomen", first, stop, axis)
+
+
+def case_slab(case: str, first: int, stop: int, axis: int = 2) -> tuple[Volume, Volume]:
+    """Slices [first, stop) along array ``axis`` of a shared case (e.g. ``"mr_abdomen"``) and its reference labels."""
     from napari_fewshot3d.volume_io import read_image, read_labels
 
-    folder = data_path("ct_abdomen")
+    folder = data_path(case)
     image = read_image(folder / "image.nii.gz")
     reference = read_labels(folder / "reference_labels.nii.gz")
     affine = image.affine.copy()

@@ -36,6 +36,14 @@ class AdaptedModel(ABC):
     def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
         """Integer labels on ``volume``'s grid: 0 background, else a class value."""
 
+    def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
+        """:meth:`segment` plus one line per class it could not find with confidence (front ends show them)."""
+        return self.segment(volume, device, task), []
+
+    def check_volume(self, volume: Volume) -> str | None:
+        """Why applying this model to ``volume`` (not the one it was adapted on) would be unreliable, or None."""
+        return None
+
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """JSON-able settings and named arrays that rebuild this model (only for saveable backends)."""
         raise TypeError(f"backend {self.backend_name} cannot save an adapted model")

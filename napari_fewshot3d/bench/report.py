@@ -13,6 +13,8 @@ from pathlib import Path
 from statistics import mean, median
 from typing import Any
 
+from .apply import apply_summary, apply_table
+
 BASELINE = "interpolate"
 NOT_AVAILABLE = "—"
 STAGES = (("embed_s", "embed"), ("adapt_s", "adapt"), ("segment_s", "segment"))
@@ -200,6 +202,7 @@ def summary(results: dict[str, Any]) -> str:
         + "\n\nDice on unpainted slices:\n"
         + dice_table(results, "dice_unpainted")
         + "\n"
+        + apply_summary(results.get("apply_rows", []))
     )
 
 
@@ -241,6 +244,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         parts += [dice_table(results, "dice", "random") + "\n", "Unpainted slices:\n"]
         parts += [dice_table(results, "dice_unpainted", "random") + "\n"]
     parts += ["## Per structure (Dice whole volume / unpainted slices)\n", _per_structure_table(results) + "\n"]
+    parts += [apply_table(results.get("apply_rows", []))]
     parts += ["## Notes\n", "\n".join(f"- {note}" for note in _notes(results)) + "\n"]
     return "\n".join(parts)
 

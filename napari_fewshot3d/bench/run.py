@@ -26,6 +26,7 @@ from ..errors import Cancelled, InputError
 from ..support import SupportSet, merge_reviewed
 from ..volume import AXIS_NAMES, Volume, resample_onto_grid
 from ..volume_io import read_image, write_labels
+from .apply import apply_section
 from .cases import Case, choose_structures, find_cases, make_support
 from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
 
@@ -49,6 +50,8 @@ class BenchConfig:
     multiclass: bool = False
     save_predictions: bool = False
     quiet: bool = False
+    #: The apply section (bench/apply.py): models saved, loaded and applied to other scans, for saveable backends.
+    apply: bool = True
     #: Backend options (``--weights`` ...), each given to the backends that take it.
     backend_options: dict[str, Any] = field(default_factory=dict)
 
@@ -211,6 +214,9 @@ def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str,
         for item in plan:
             runner.run(*item)
         runner.finish()
+        apply_rows = (
+            runner.apply_section(cases, choose_structures(cases, config.structures, [])) if config.apply else []
+        )
     except BaseException:  # interrupted: leave nothing half-written behind
         shutil.rmtree(runner.partial, ignore_errors=True)
         if created and not any(config.out.iterdir()):
@@ -228,6 +234,7 @@ def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str,
         "notes": notes,
         "elapsed_s": time.perf_counter() - started,
         "rows": runner.rows,
+        "apply_rows": apply_rows,
     }
     write_report(results, config.out)
     return results
@@ -305,6 +312,32 @@ class _Runner:
                     f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
                 )
             self.bar.update()
+
+    def apply_section(self, cases: Sequence[Case], chosen: dict) -> list[dict]:
+        """Every saveable backend's model of each case (all its structures at once) applied to the other scans."""
+        saveable = [n for n in self.backend_names if get_backend(n).can_save]
+        if not saveable:
+            return []
+        scans = {}
+        for case in cases:
+            self._load(case)
+            scans[case.name] = (self.image, self.reference, {n: v for v, n in case.class_names.items()})
+        options = route_options(self.backend_names, self.config.backend_options)
+        rows: list[dict] = []
+        for case in cases:
+            self.case_name = case.name
+            for name in saveable:
+                self.bar.set_postfix_str(f"apply: {case.name} {name}", refresh=False)
+                rows += apply_section(
+                    case.name,
+                    chosen[case.name],
+                    self.config.k,
+                    lambda name=name: get_backend(name, **options[name] | self._cache_option(name)),
+                    self.device,
+                    scans,
+                    scans[case.name][0].slicing_axis(self.config.axis),
+                )
+        return rows
 
     def finish(self) -> None:
         if self.config.save_predictions:

@@ -41,6 +41,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multiclass", action="store_true", help="paint all structures of a case at once")
     parser.add_argument("--save-predictions", action="store_true", help="write predictions and painted support")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-apply",
+        dest="apply",
+        action="store_false",
+        help="skip the apply section (saved models applied to the same case, another grid and the other cases)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:

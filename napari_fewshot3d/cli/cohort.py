@@ -49,9 +49,13 @@ class VolumeProgress:
             self.bar.set_postfix_str(f"{outcome.status} {name}"[:40])
             if outcome.status == FAILED:
                 self.bar.write(f"failed: {outcome.input}: {outcome.reason}", file=sys.stderr)
+            for warning in outcome.warnings:
+                self.bar.write(f"warning: {outcome.input}: {warning}", file=sys.stderr)
             return
         detail = f": {outcome.reason}" if outcome.status in (FAILED, SKIPPED) else f" ({outcome.seconds:.1f} s)"
         sys.stderr.write(f"[{finished:>{len(str(total))}}/{total}] {outcome.status} {name}{detail}\n")
+        for warning in outcome.warnings:
+            sys.stderr.write(f"warning: {outcome.input}: {warning}\n")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -87,6 +91,7 @@ def cmd_apply_cohort(args: argparse.Namespace) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             overwrite=args.overwrite,
+            force=args.force,
             on_outcome=progress,
             say=lambda text: sys.stderr.write(text + "\n"),
         )

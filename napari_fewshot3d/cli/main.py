@@ -16,7 +16,18 @@ from .. import __version__
 from ..backends import DEFAULT_BACKEND, available_backends, get_backend
 from ..bench.run import run_bench
 from ..cohort import is_cohort
-from ..engine import DEVICES, check_can_save, check_support, load_model, resolve_device, run, save_model, segment
+from ..engine import (
+    DEVICES,
+    WARNINGS,
+    apply_model,
+    check_applicable,
+    check_can_save,
+    check_support,
+    load_model,
+    resolve_device,
+    run,
+    save_model,
+)
 from ..errors import Cancelled, InputError
 from ..support import SupportSet
 from ..volume import AXIS_NAMES, resample_onto_grid
@@ -92,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_series(app)
     _add_device(app)
     app.add_argument("--quiet", action="store_true", help="no progress output")
+    app.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even to another modality than the model was adapted on (the result is unreliable)",
+    )
     add_cohort_arguments(app)
 
     demo = commands.add_parser("demo", help="paint k slices of a bundled brain MRI, segment it, print Dice")
@@ -147,10 +163,13 @@ def cmd_apply(args: argparse.Namespace) -> int | None:
     model = load_model(args.model)
     printer = ProgressPrinter(args.quiet)
     image = _read_input(args.inputs[0], args.series, args.out, printer)
+    check_applicable(model, image, args.force, "--force")  # a refusal is one error line, before any work
     try:
-        result = segment(model, image, device=device, progress=printer)
+        result = apply_model(model, image, device=device, progress=printer, force=args.force)
     finally:
         printer.close()
+    for warning in result.metadata.get(WARNINGS, ()):
+        sys.stderr.write(f"warning: {warning}\n")  # even with --quiet: the user must know
     write_labels(result, args.out, model.class_names)
     printer.say(f"wrote {args.out} [{model.backend_name} on {device}; {time.perf_counter() - printer.started:.1f} s]")
     return None

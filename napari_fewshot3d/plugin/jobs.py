@@ -76,6 +76,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.job: Job | None = None
         self._next: Callable[[], None] | None = None
+        self._follow_up: Callable[[], None] | None = None
         self._closed = False
         self.last_message = ""
         _shutdown_at_exit.add(self)
@@ -197,13 +198,21 @@ class JobRunner(QObject):
         if not job.superseded:
             self.say_info(f"{job.kind} cancelled; nothing was changed")
 
+    def then(self, follow_up: Callable[[], None]) -> None:
+        """Run ``follow_up`` on the GUI thread once the running job has ended (from its ``done``: e.g. a question
+        its result raises, whose answer may start another job)."""
+        self._follow_up = follow_up
+
     def _finished(self) -> None:
         job, self.job = self.job, None
         pending, self._next = self._next, None
+        follow_up, self._follow_up = self._follow_up, None
         if pending is not None:
             pending()
         elif not self._closed:
             self.busy_changed.emit(False, job.kind if job else "", job.outcome if job else "done")
+            if follow_up is not None:
+                follow_up()
 
     def say_error(self, message: str) -> None:
         self.last_message = message

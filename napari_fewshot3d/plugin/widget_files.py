@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from .. import engine
 from ..dicom_series import DICOM_KEY
@@ -77,8 +77,10 @@ class FileActions:
         )
         return Path(path) if started else None
 
-    def load_model_and_apply(self, path: str | Path | None = None) -> None:
-        """Segment the chosen image with a model saved earlier (on this or another volume)."""
+    def load_model_and_apply(self, path: str | Path | None = None, force: bool = False) -> None:
+        """Segment the chosen image with a model saved earlier (on this or another volume). A model of another
+        modality is not applied unless the user, asked, applies it anyway (or ``force``); classes it could not find
+        are said in the status line and a notification."""
         try:  # before asking for a file: without an image there is nothing to apply it to
             image_layer = self.image_layer()
             image = self.image_volume()
@@ -91,17 +93,42 @@ class FileActions:
         session = self._current_session(image)
         device = self.device_combo.currentText()
 
-        def work(task: Any) -> tuple[Any, Volume]:
+        def work(task: Any) -> tuple[Any, Volume | str]:
             model = engine.load_model(path, self.backend_named)
-            return model, engine.segment(model, image, device=device, progress=task)
+            refusal = None if force else model.check_volume(image)
+            if refusal is not None:  # asked on the GUI thread, before any encoding
+                return model, refusal
+            return model, engine.apply_model(model, image, device=device, progress=task, force=force)
 
-        def done(outcome: tuple[Any, Volume]) -> None:
+        def done(outcome: tuple[Any, Volume | str]) -> None:
             model, result = outcome
+            if isinstance(result, str):  # asked once this job has ended: "Yes" starts the forced one
+                self.jobs.then(lambda: self._ask_to_apply_anyway(path, result))
+                return
             self._show_prediction(image_layer, result, model.class_names, {})
             session.record(result, model, None)
-            self._say(f"Applied {Path(path).name} ({model.backend_name}). Correct slices in it, then Accept.")
+            warnings = result.metadata.get(engine.WARNINGS, [])
+            said = f"Applied {Path(path).name} ({model.backend_name}). Correct slices in it, then Accept."
+            if warnings:
+                self.jobs.say_info("Warning: " + " ".join(warnings))
+                said += " Warning: " + " ".join(warnings)
+            self._say(said)
 
         self.jobs.start("apply model", work, done)
+
+    def _ask_to_apply_anyway(self, path: str | Path, refusal: str) -> None:
+        """Ask whether to apply a model whose result would be unreliable (No is the default)."""
+        answer = QMessageBox.question(
+            self,
+            "Apply a model of another modality?",
+            f"{refusal[0].upper()}{refusal[1:]}.\n\nApply it anyway? The result will be unreliable.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.load_model_and_apply(path, force=True)
+        else:
+            self.jobs.say_error(f"Not applied: {refusal}.")
 
     def _done_writing(self, verb: str, written: Path) -> None:
         """A toast with the file's name (a long path would be cut off there); the full path in the panel."""

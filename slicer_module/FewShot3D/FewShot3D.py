@@ -261,7 +261,15 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             if not p.outputSegmentation:
                 p.outputSegmentation = self.logic.newOutputSegmentation(p.inputVolume)
-            work, finish = self.logic.prepareApplyModel(path, p.inputVolume, p.outputSegmentation, p.device)
+            refusal = self.logic.modelRefusal(path, p.inputVolume)
+            if refusal and not slicer.util.confirmOkCancelDisplay(
+                f"{refusal[0].upper()}{refusal[1:]}.\n\nApply it anyway? The result will be unreliable.",
+                windowTitle=f"{TITLE}: a model of another modality",
+            ):
+                return
+            work, finish = self.logic.prepareApplyModel(
+                path, p.inputVolume, p.outputSegmentation, p.device, force=bool(refusal)
+            )
         except Exception as exc:
             return self.fail("apply model", exc)
         self.startJob("apply model", work, finish)
@@ -467,8 +475,17 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
 
         return work, finish
 
-    def prepareApplyModel(self, path, volumeNode, outputNode, device):
-        """``(work, finish)`` that segment the input volume with a saved model into the output segmentation."""
+    def modelRefusal(self, path, volumeNode):
+        """Why the saved model at ``path`` would give an unreliable result on this volume (another modality), for
+        the widget to ask before applying it; None when it applies. A file that is no model fails here."""
+        from napari_fewshot3d import engine
+
+        return engine.load_model(path, self.session.backend).check_volume(self.volumeOf(volumeNode))
+
+    def prepareApplyModel(self, path, volumeNode, outputNode, device, force: bool = False):
+        """``(work, finish)`` that segment the input volume with a saved model into the output segmentation. A model
+        of another modality fails the job with its one-line reason unless ``force``; the status message names the
+        classes it did not find."""
         from FewShot3DLib.session import apply_model
 
         session = self.session
@@ -476,7 +493,7 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         image = self.volumeOf(volumeNode)
 
         def work(task):
-            return apply_model(path, image, device, task, session.backend)
+            return apply_model(path, image, device, task, session.backend, force)
 
         def finish(prediction) -> str:
             self.showSegments(outputNode, volumeNode, prediction.segments())

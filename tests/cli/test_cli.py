@@ -13,7 +13,7 @@ from napari_fewshot3d.masks import dice
 from napari_fewshot3d.volume import Volume
 from napari_fewshot3d.volume_io import read_image, read_labels, write_image, write_labels
 
-from ..conftest import assert_input_error, ct_slab, data_path, fewshot3d
+from ..conftest import assert_input_error, case_slab, ct_slab, data_path, fewshot3d
 
 LIVER = 5
 SPLEEN = 1
@@ -216,10 +216,45 @@ def test_a_model_file_of_the_current_format_is_committed_and_reads_back():
     from napari_fewshot3d.engine import MODEL_FORMAT_VERSION, load_model
 
     assert (COMMITTED_MODELS / f"selfprompt_spleen_v{MODEL_FORMAT_VERSION}.fs3d").is_file()
-    model = load_model(COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d")
-    assert model.backend_name == "selfprompt-sam" and model.class_names == {SPLEEN: "spleen"}
-    assert model.axis == 2 and model.refine == {SPLEEN: True} and model.fusion == {SPLEEN: "none"}
-    assert model.checkpoint is None and list(model.head.values) == [SPLEEN]
+    for version in range(1, MODEL_FORMAT_VERSION + 1):
+        model = load_model(COMMITTED_MODELS / f"selfprompt_spleen_v{version}.fs3d")
+        assert model.backend_name == "selfprompt-sam" and model.class_names == {SPLEEN: "spleen"}
+        assert model.axis == 2 and model.refine == {SPLEEN: True} and model.fusion == {SPLEEN: "none"}
+        assert model.checkpoint is None and list(model.head.values) == [SPLEEN]
+    # Version 1 recorded nothing for other scans; version 2 the modality, mm per model pixel and the painted spleen.
+    old = load_model(COMMITTED_MODELS / "selfprompt_spleen_v1.fs3d").transfer
+    assert (old.pixel_mm, old.modality, old.profiles) == (0.0, None, {})
+    new = load_model(COMMITTED_MODELS / "selfprompt_spleen_v2.fs3d").transfer
+    assert new.modality == "ct" and new.pixel_mm == pytest.approx(366 / 256, rel=0.01)
+    assert 1000 < new.profiles[SPLEEN].area_mm2 < 5000 and 0.4 < new.profiles[SPLEEN].mean < 0.6  # ~30 HU
+
+
+@pytest.mark.slow  # encodes 4 MR slices
+def test_a_ct_model_on_mr_is_refused_and_forced_only_with_a_warning(tmp_path):
+    model, mr = COMMITTED_MODELS / "selfprompt_spleen_v2.fs3d", data_path("mr_abdomen", "image.nii.gz")
+    out = tmp_path / "spleen.nii.gz"
+    assert_input_error(fewshot3d("apply", model, mr, "--out", out), "adapted on CT and this volume looks like MR")
+    assert not out.exists()
+    slab = write_image(case_slab("mr_abdomen", 8, 12)[0], tmp_path / "mr_slab.nii.gz")
+    forced = fewshot3d("apply", model, tmp_path / "mr_slab.nii.gz", "--out", out, "--force", "--quiet")
+    assert forced.returncode == 0, forced.stderr
+    warnings = [line for line in forced.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings[0].startswith("warning: forced: the model was adapted on CT") and "unreliable" in warnings[0]
+    assert read_labels(out).shape == read_image(slab).shape
+
+
+@pytest.mark.slow  # encodes 4 CT slices
+def test_a_structure_not_on_the_scan_is_a_warning_and_an_empty_mask(tmp_path):
+    """The spleen model on pelvic slices (no spleen): said on stderr, the mask empty, not another organ."""
+    slab, reference = ct_slab(0, 8)
+    assert not (reference.array == SPLEEN).any()
+    write_image(slab, tmp_path / "pelvis.nii.gz")
+    out = tmp_path / "spleen.nii.gz"
+    done = fewshot3d("apply", COMMITTED_MODELS / "selfprompt_spleen_v2.fs3d", tmp_path / "pelvis.nii.gz", "--out", out)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: spleen (label 1) not found"), done.stderr
+    assert not read_labels(out).array.any()
 
 
 @pytest.mark.slow

@@ -230,3 +230,16 @@ def test_without_dask_a_cohort_runs_one_volume_after_another(cohort, tmp_path, m
     outcomes = run_cohort(cohort["model"], inputs, outputs, device="cpu", say=said.append)
     assert [o.status for o in outcomes] == [DONE, DONE] and all(p.is_file() for p in outputs)
     assert len(said) == 1 and "pip install 'napari-fewshot3d[cohort]'" in said[0]
+
+
+def test_a_volume_of_another_modality_fails_alone_with_its_reason_and_writes_nothing(tmp_path):
+    """In a cohort a CT model meets an MR scan: that input fails with the refusal (naming --force), before any work."""
+    from napari_fewshot3d.cohort import FAILED, apply_one
+    from napari_fewshot3d.volume import Volume
+
+    model = (Path(__file__).resolve().parents[1] / "data" / "selfprompt_spleen_v2.fs3d").read_bytes()
+    mr = Volume(np.random.default_rng(0).uniform(0, 800, (16, 16, 4)).astype(np.float32), np.eye(4))
+    write_image(mr, tmp_path / "mr.nii.gz")
+    outcome = apply_one(model, str(tmp_path / "mr.nii.gz"), str(tmp_path / "out.nii.gz"), "cpu", 1)
+    assert outcome.status == FAILED and "looks like MR" in outcome.reason and "--force" in outcome.reason
+    assert not (tmp_path / "out.nii.gz").exists()

@@ -336,6 +336,38 @@ def test_default_backend_adapts_saves_and_applies_on_slicer_nodes(fewshot3d, sli
         logic.prepareAdapt(volume_node, painted_node, applied_node, "selfprompt-sam", "cpu", "axial", readapt=True)
 
 
+@pytest.mark.slow  # applying anyway encodes 4 MR slices
+def test_a_ct_model_on_an_mr_volume_node_is_refused_unless_applied_anyway(
+    fewshot3d, slicer, scene, tmp_path, monkeypatch
+):
+    """The committed CT spleen model (format 2) on an MR slab Slicer loaded: the widget's question comes from
+    modelRefusal; refused, the job fails with that reason and the output stays empty; forced, it applies and warns."""
+    from pathlib import Path
+
+    from napari_fewshot3d.backends.selfprompt.cache import CACHE_ENV
+    from napari_fewshot3d.errors import InputError
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "embeddings"))
+    model = Path(__file__).resolve().parents[1] / "data" / "selfprompt_spleen_v2.fs3d"
+    from ..conftest import case_slab
+
+    slab = write_image(case_slab("mr_abdomen", 8, 12)[0], tmp_path / "mr_slab.nii.gz")
+    volume_node = slicer.util.loadVolume(str(slab))
+    logic = fewshot3d.FewShot3DLogic()
+    refusal = logic.modelRefusal(str(model), volume_node)
+    assert refusal.startswith("the model was adapted on CT and this volume looks like MR")
+    output_node = logic.newOutputSegmentation(volume_node)
+    work, finish = logic.prepareApplyModel(str(model), volume_node, output_node, "cpu")
+    with pytest.raises(InputError, match="adapted on CT and this volume looks like MR"):
+        work(Task())
+    assert output_node.GetSegmentation().GetNumberOfSegments() == 0
+    work, finish = logic.prepareApplyModel(str(model), volume_node, output_node, "cpu", force=True)
+    said = finish(work(Task()))
+    assert said.startswith("Applied selfprompt_spleen_v2.fs3d")
+    assert "warning: forced: the model was adapted on CT" in said
+    assert output_node.GetSegmentation().GetNumberOfSegments() == 1
+
+
 def test_nodes_the_logic_refuses(fewshot3d, slicer, scene):
     from napari_fewshot3d.errors import InputError
 

@@ -144,3 +144,17 @@ def test_readapt_refuses_what_it_cannot_use(blob_volume):
     session.select("volume B", "axial")
     with pytest.raises(InputError, match="nothing to re-adapt"):
         session.plan(image, "axial", segments, corrected=shown)
+
+
+def test_a_saved_ct_model_on_an_mr_volume_is_refused_before_any_work():
+    """Slicer's "Apply model" goes through the engine's check: a CT model on MR fails with its one-line reason."""
+    from pathlib import Path
+
+    from FewShot3DLib.session import apply_model
+    from napari_fewshot3d.progress import Task
+    from napari_fewshot3d.volume import Volume
+
+    model = Path(__file__).resolve().parents[1] / "data" / "selfprompt_spleen_v2.fs3d"
+    mr = Volume(np.random.default_rng(0).uniform(0, 800, (20, 20, 4)).astype(np.float32), np.eye(4))
+    with pytest.raises(InputError, match="adapted on CT and this volume looks like MR"):
+        apply_model(model, mr, "cpu", Task())

@@ -1,5 +1,9 @@
 """A self-prompt model adapted to one support set: it tracks each class slice by slice from its seeds, refines
-where the held-out choice said so, and resolves overlaps by the head's confidence."""
+where the held-out choice said so, and resolves overlaps by the head's confidence.
+
+On the volume it was adapted on, the seeds are the painted slices. On any other scan (``fewshot3d apply``) the
+slices are shown at the physical pixel size it was adapted at, and each class is first found as a whole 3D
+candidate (:mod:`.candidates`); a class found nowhere plausible comes back empty, with a note saying so."""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from ...masks import take_slice
+from ...preprocess import modality_of
 from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
 from ..base import AdaptedModel
+from .candidates import ClassProfile, candidates, choose, coarse_indices, seed_of
 from .embedder import SliceEmbedder
 from .head import CellHead
 from .intensity_prior import IntensityPrior
@@ -26,7 +32,14 @@ class Embedders(Protocol):
     """What a model needs from its backend: the slices of a volume as a SAM model sees them, through its cache."""
 
     def embedder(
-        self, volume: Volume, axis: int, device: str, checkpoint: str | None, model_type: str, window: dict
+        self,
+        volume: Volume,
+        axis: int,
+        device: str,
+        checkpoint: str | None,
+        model_type: str,
+        window: dict,
+        pixel_mm: float = 0.0,
     ) -> SliceEmbedder: ...
 
 
@@ -46,6 +59,7 @@ class SelfPromptModel(AdaptedModel):
         embedders: Embedders,
         support: SupportSet | None = None,
         fusion: dict[int, str] | None = None,
+        transfer: Transfer | None = None,
     ) -> None:
         self.head, self.refine, self.priors, self.axis = head, refine, priors, axis
         self.fusion = dict(fusion or {})  # per class, how interpolated painted outlines combine (shape_prior)
@@ -53,6 +67,7 @@ class SelfPromptModel(AdaptedModel):
         self.window, self.checkpoint, self.model_type = window, checkpoint, model_type
         self.support = support  # seeds for tracking on the painted volume; never saved
         self.embedders = embedders  # the backend that adapted or loaded it: its cache and loaded SAM serve segment
+        self.transfer = transfer or Transfer()
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {
@@ -63,25 +78,55 @@ class SelfPromptModel(AdaptedModel):
             "checkpoint": self.checkpoint,
             "model_type": self.model_type,
             "model": "litemedsam" if self.checkpoint is None else f"sam_{self.model_type}",
-        }
+        } | self.transfer.to_json()
         arrays = self.head.to_arrays() | {f"prior_{v}": p.log_ratio for v, p in self.priors.items()}
         return meta, arrays
 
+    def check_volume(self, volume: Volume) -> str | None:
+        """Why applying this model to ``volume`` would be unreliable (another modality), or None."""
+        if self.transfer.modality is None:
+            return None
+        seen = modality_of(volume.array)  # what the scan is, whatever the model's window forces
+        if seen == self.transfer.modality:
+            return None
+        names = {"ct": "CT", "mr": "MR"}
+        return (
+            f"the model was adapted on {names[self.transfer.modality]} and this volume looks like "
+            f"{names[seen]}: its embeddings do not transfer across modalities"
+        )
+
+    def _on_own_volume(self, volume: Volume) -> bool:
+        support = self.support
+        return support is not None and support.labels.same_grid(volume) and support.axis == self.axis
+
     def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
-        embedder = self.embedders.embedder(volume, self.axis, device, self.checkpoint, self.model_type, self.window)
+        return self.segment_with_notes(volume, device, task)[0]
+
+    def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
+        own = self._on_own_volume(volume)
+        embedder = self.embedders.embedder(
+            volume,
+            self.axis,
+            device,
+            self.checkpoint,
+            self.model_type,
+            self.window,
+            pixel_mm=0.0 if own else self.transfer.pixel_mm,
+        )
         probabilities: dict[int, np.ndarray] = {}  # slice -> (C, h, w) coarse probabilities
 
-        def coarse(indices: list[int]) -> dict[int, np.ndarray]:
+        def coarse(indices: list[int], report: Task | None = None) -> dict[int, np.ndarray]:
             needed = [i for i in indices if i not in probabilities]
             # How many slices tracking will reach is unknown up front: progress is reported per wave below,
-            # the encoder only checks for cancellation.
-            embeddings = embedder.get(needed, Task(None, task.cancel_token))
+            # the encoder only checks for cancellation (the coarse search on a new scan reports its own).
+            embeddings = embedder.get(needed, report or Task(None, task.cancel_token))
             for i in needed:
                 cells = self.head.predict(embeddings[i])
                 probabilities[i] = np.stack([embedder.cells_to_slice(c) for c in cells])
             return {i: probabilities[i] for i in indices}
 
-        seeds = self._seeds(volume, embedder, coarse, task)
+        notes: list[str] = []
+        seeds = self._own_seeds() if own else self._found_seeds(volume, embedder, coarse, notes, task.sub(0.0, 0.1))
         growth = growth_px(volume, self.axis, embedder)
         masks: dict[int, dict[int, np.ndarray]] = {}
         for n, value in enumerate(self.head.values):
@@ -110,27 +155,37 @@ class SelfPromptModel(AdaptedModel):
         spacing = in_plane_spacing(volume, self.axis)
         shapes = {value: interpolated_slices(seeds[value][0], spacing) for value in self.head.values}
         self._assemble(labels, masks, shapes, embedder, probabilities, task.sub(0.7, 1.0))
-        return labels
+        return labels, notes
 
-    def _seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, task: Task):
-        """Per class: the masks tracking starts from, and the slices known to be empty of it."""
+    def _own_seeds(self) -> dict[int, tuple[dict[int, np.ndarray], tuple[int, ...]]]:
+        """Per class: the painted masks tracking starts from, and the slices known to be empty of it."""
         support = self.support
-        if support is not None and support.labels.same_grid(volume) and support.axis == self.axis:
-            return {
-                c.value: (
-                    {s: support.slice_of(support.labels.array, s) == c.value for s in c.slices},
-                    tuple(s for s in support.negative_slices(c.value) if s not in c.slices),
-                )
-                for c in support.classes
-            }
-        # A new volume (fewshot3d apply): no painted slice; start from the slice where the head is
-        # most confident of each class, found on every slice.
-        probs = coarse(list(range(embedder.n_slices)))
+        assert support is not None
+        return {
+            c.value: (
+                {s: support.slice_of(support.labels.array, s) == c.value for s in c.slices},
+                tuple(s for s in support.negative_slices(c.value) if s not in c.slices),
+            )
+            for c in support.classes
+        }
+
+    def _found_seeds(self, volume: Volume, embedder: SliceEmbedder, coarse, notes: list[str], task: Task):
+        """A scan without painted slices: each class's seed is the largest cross-section of its most plausible 3D
+        candidate on a coarse subset of slices; a class without one gets no seed (an empty mask) and a note."""
+        thickness = float(volume.spacing[self.axis])
+        indices = coarse_indices(embedder.n_slices, thickness)
+        step_mm = thickness * (indices[1] - indices[0] if len(indices) > 1 else 1)
+        probs = coarse(indices, task)
+        images = {i: embedder.image_slice(i) for i in indices}
+        pixel_area = float(np.prod(in_plane_spacing(volume, self.axis)))
         seeds = {}
         for row, value in enumerate(self.head.values):
-            area = {i: float((p[row] > 0.5).sum()) for i, p in probs.items()}
-            best = max(area, key=area.get)
-            seeds[value] = ({best: probs[best][row] > 0.5} if area[best] > 0 else {}, ())
+            found = candidates({i: p[row] for i, p in probs.items()}, images, self.priors[value], pixel_area, step_mm)
+            chosen, reason = choose(found, self.transfer.profiles.get(value))
+            if chosen is None:
+                name = self.class_names.get(value, str(value))
+                notes.append(f"{name} (label {value}) not found: {reason}; its mask is empty")
+            seeds[value] = (seed_of(chosen) if chosen is not None else {}, ())
         return seeds
 
     def _assemble(self, labels, masks, shapes, embedder: SliceEmbedder, probabilities, task: Task) -> None:
@@ -157,3 +212,25 @@ class SelfPromptModel(AdaptedModel):
                 take = mask & (confidence >= slice_best)
                 slice_labels[take] = value
                 slice_best[take] = confidence[take]
+
+
+class Transfer:
+    """What a saved model records so that it can be applied to other scans: the mm per model pixel it was adapted
+    at, the modality, and per class a :class:`ClassProfile`. Models of format 1 have none of it (0 / None / {})."""
+
+    def __init__(
+        self, pixel_mm: float = 0.0, modality: str | None = None, profiles: dict[int, ClassProfile] | None = None
+    ) -> None:
+        self.pixel_mm, self.modality, self.profiles = float(pixel_mm), modality, dict(profiles or {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pixel_mm": self.pixel_mm,
+            "modality": self.modality,
+            "profiles": {str(v): p.to_json() for v, p in self.profiles.items()},
+        }
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any]) -> Transfer:
+        profiles = {int(v): ClassProfile.from_json(p) for v, p in (meta.get("profiles") or {}).items()}
+        return cls(float(meta.get("pixel_mm") or 0.0), meta.get("modality"), profiles)

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from ...preprocess import modality_of
 from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
 from ..base import AdaptedModel, Backend
-from .adapted import NAME, SelfPromptModel
+from .adapted import NAME, SelfPromptModel, Transfer
 from .cache import EmbeddingCache
+from .candidates import ClassProfile
 from .embedder import SliceEmbedder
 from .head import CellHead, cell_samples, fit_head
 from .held_out import held_out_choices
@@ -76,8 +78,10 @@ class SelfPromptSamBackend(Backend):
         checkpoint: str | None = None,
         model_type: str = "vit_b",
         window: dict | None = None,
+        pixel_mm: float = 0.0,
     ) -> SliceEmbedder:
-        """The slices of ``volume`` along ``axis`` as the named SAM sees them, through this backend's cache."""
+        """The slices of ``volume`` along ``axis`` as the named SAM sees them, through this backend's cache; with
+        ``pixel_mm``, at that physical size per model pixel (a saved model on another scan)."""
         return SliceEmbedder(
             self.sam(device, checkpoint, model_type),
             volume,
@@ -86,6 +90,7 @@ class SelfPromptSamBackend(Backend):
             window,
             batch_size=8 if device == "cuda" else 1,
             clock=self.encoder_clock,
+            pixel_mm=pixel_mm,
         )
 
     def _own_embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
@@ -123,6 +128,7 @@ class SelfPromptSamBackend(Backend):
             self,
             support,
             {value: fusion for value, (_, fusion) in choices.items()},
+            transfer_of(volume, embedder, support, self.window),
         )
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
@@ -140,6 +146,7 @@ class SelfPromptSamBackend(Backend):
             meta.get("model_type", "vit_b"),
             self,
             fusion={int(k): str(v) for k, v in meta.get("fusion", {}).items()},
+            transfer=Transfer.from_json(meta),
         )
 
 
@@ -166,3 +173,14 @@ def intensity_prior(embedder: SliceEmbedder, support: SupportSet, value: int) ->
         inside.append(image[mask])
         around.append(image[surroundings(mask, radius)])
     return IntensityPrior.fit(np.concatenate(inside), np.concatenate(around))
+
+
+def transfer_of(volume: Volume, embedder: SliceEmbedder, support: SupportSet, window: dict) -> Transfer:
+    """What applying the model to other scans needs: the physical pixel size the slices were seen at, the
+    modality, and what each class looked like on its painted slices."""
+    pixel_area = float(np.prod(in_plane_spacing(volume, support.axis)))
+    profiles = {}
+    for cls in support.classes:
+        masks = [support.slice_of(support.labels.array, i) == cls.value for i in cls.slices]
+        profiles[cls.value] = ClassProfile.of(masks, [embedder.image_slice(i) for i in cls.slices], pixel_area)
+    return Transfer(embedder.letterbox.mm_per_pixel, modality_of(volume.array, window), profiles)

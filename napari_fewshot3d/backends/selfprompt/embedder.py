@@ -18,7 +18,10 @@ from ...progress import Task
 from ...volume import Volume
 from ..base import EncoderClock
 from .cache import EmbeddingCache, content_key
-from .slice_view import Letterbox, SliceView
+from .slice_view import SliceView, letterbox_at
+
+#: Windowed intensity above which a voxel is taken as the patient, not air (centres a cut field of view).
+BODY_LEVEL = 0.05
 
 
 class SliceEmbedder:
@@ -33,6 +36,7 @@ class SliceEmbedder:
         window: dict | None = None,
         batch_size: int = 1,
         clock: EncoderClock | None = None,
+        pixel_mm: float = 0.0,
     ) -> None:
         self.model = model
         self.axis = axis
@@ -49,7 +53,10 @@ class SliceEmbedder:
         self.view = SliceView.radiological(volume.affine, axis)
         view_shape = self.view.apply(np.zeros(self.slice_shape, bool)).shape
         spacing = self.view.spacing(tuple(float(s) for s in volume.spacing[in_plane]))
-        self.letterbox = Letterbox(view_shape, model.image_size, spacing)
+        # pixel_mm (a saved model applied to another scan): slices at the physical pixel size it was adapted at.
+        body = self._to_view(np.any(self.windowed > BODY_LEVEL, axis=axis)) if pixel_mm > 0 else None
+        self.letterbox = letterbox_at(view_shape, model.image_size, spacing, pixel_mm, body)
+        fixed = {"letterbox": repr(self.letterbox)} if self.letterbox.pixel_mm > 0 else {}
         self.key = content_key(
             volume.array,
             model=model.model_id,
@@ -58,6 +65,7 @@ class SliceEmbedder:
             axis=axis,
             view=repr(self.view),
             size=model.image_size,
+            **fixed,
         )
         grid = model.embedding_shape[-1]
         self.cell = model.image_size // grid

@@ -51,13 +51,19 @@ class Prediction:
     classes: list[SegmentClass]
     plan: AdaptPlan | None = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must be told about this result (classes a saved model did not find, a forced modality)."""
+        return list(self.labels.metadata.get(engine.WARNINGS, []))
+
     def segments(self) -> list[Segment]:
         """The output segments (one per class, empty ones included so they can be painted into)."""
         return segments_from_labels(self.labels, self.classes)
 
     def summary(self) -> str:
         if self.plan is None:
-            return f"applied a saved {self.model.backend_name} model"
+            said = f"applied a saved {self.model.backend_name} model"
+            return "; ".join([said, *(f"warning: {w}" for w in self.warnings)])
         painted = ", ".join(f"{c.name}: {len(c.slices)} slices" for c in self.plan.support.classes)
         return f"{self.model.backend_name}; {painted}"
 
@@ -141,12 +147,18 @@ class FewShotSession:
 
 
 def apply_model(
-    path: str | Path, image: Volume, device: str, task: Task, backend_for: Callable[[str], Backend] = get_backend
+    path: str | Path,
+    image: Volume,
+    device: str,
+    task: Task,
+    backend_for: Callable[[str], Backend] = get_backend,
+    force: bool = False,
 ) -> Prediction:
     """Segment ``image`` with a model file saved earlier (on this or another volume); safe in a worker thread.
-    ``backend_for``: the session's backends by name, so that their caches serve the model."""
+    ``backend_for``: the session's backends by name, so that their caches serve the model. A model of another
+    modality is refused (an input error) unless ``force``; warnings ride in :attr:`Prediction.warnings`."""
     model = engine.load_model(path, backend_for)
-    labels = engine.segment(model, image, device=device, progress=task)
+    labels = engine.apply_model(model, image, device=device, progress=task, force=force)
     classes = [
         SegmentClass(value, f"fewshot_{value}", name, class_color(value))
         for value, name in sorted(model.class_names.items())
