@@ -25,7 +25,7 @@ TORCH_MINIMUM = (2, 1)
 PYTHON_MINIMUM = (3, 10)
 
 #: The choices the GUI offers, fixed before the engine is importable (tests check them against the engine).
-BACKEND_CHOICES = ("interpolate", "selfprompt-sam", "swin-unetr")
+BACKEND_CHOICES = ("interpolate", "pixel-classifier", "selfprompt-sam", "swin-unetr")
 #: What the swin-unetr backend needs beyond the engine core (the engine's `swin` extra).
 SWIN_REQUIREMENTS = {"monai": "monai>=1.3", "einops": "einops>=0.6"}
 DEFAULT_BACKEND = "selfprompt-sam"
