@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...preprocess import intensity_window, modality_of
+from ...preprocess import intensity_window, modality_mismatch, modality_of
 from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
@@ -130,14 +130,8 @@ class PixelClassifierModel(AdaptedModel):
         return labels, notes
 
     def check_volume(self, volume: Volume) -> str | None:
-        seen = modality_of(volume.array)
-        if seen == self.modality:
-            return None
-        names = {"ct": "CT", "mr": "MR"}
-        return (
-            f"the model was adapted on {names[self.modality]} and this volume looks like {names[seen]}: "
-            "its intensity features do not transfer across modalities"
-        )
+        why = "its intensity features do not transfer across modalities"
+        return modality_mismatch(self.modality, volume.array, why)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta = {
