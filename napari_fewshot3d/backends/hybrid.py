@@ -51,7 +51,8 @@ class HybridBackend(Backend):
             SAM: get_backend(SAM, checkpoint=checkpoint, model_type=model_type, window=window, cache_dir=cache_dir),
             FOREST: get_backend(FOREST, seed=seed),
         }
-        self.encoder_clock = self.parts[SAM].encoder_clock
+        # one clock for both: SAM's encoding and the forest's image features are the image-only precompute
+        self.encoder_clock = self.parts[FOREST].encoder_clock = self.parts[SAM].encoder_clock
 
     def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
         self.parts[SAM].embed(volume, device, task.sub(0.0, 0.7), axis)
