@@ -50,6 +50,16 @@ def modality_of(array: np.ndarray, window: dict | None = None) -> str:
     return "ct" if looks_like_ct(np.asarray(array)) else "mr"
 
 
+def modality_mismatch(adapted_on: str, array: np.ndarray, what_fails: str) -> str | None:
+    """Why a model adapted on one modality (``"ct"``/``"mr"``) gives unreliable results on this volume, or None
+    when the volume is of that modality (``what_fails``: what does not transfer, in the backend's terms)."""
+    seen = modality_of(array)
+    if seen == adapted_on:
+        return None
+    names = {"ct": "CT", "mr": "MR"}
+    return f"the model was adapted on {names[adapted_on]} and this volume looks like {names[seen]}: {what_fails}"
+
+
 def intensity_window(
     array: np.ndarray,
     modality: str = "auto",

@@ -17,7 +17,9 @@ from .base import AdaptedModel, Backend
 
 #: name -> "module:Class"
 _REGISTRY: dict[str, str] = {
+    "hybrid": "napari_fewshot3d.backends.hybrid:HybridBackend",
     "interpolate": "napari_fewshot3d.backends.interpolate:InterpolateBackend",
+    "pixel-classifier": "napari_fewshot3d.backends.pixel.backend:PixelClassifierBackend",
     "selfprompt-sam": "napari_fewshot3d.backends.selfprompt.backend:SelfPromptSamBackend",
     "swin-unetr": "napari_fewshot3d.backends.swin.backend:SwinUnetrBackend",
 }

@@ -16,6 +16,9 @@ from typing import Any
 from .apply import apply_summary, apply_table
 
 BASELINE = "interpolate"
+#: Run beside the chosen backends in every bench: Fill between slices (the baseline) and the classic pixel
+#: classifier (ilastik's recipe), the two things a user could do instead. Every table shows gains over each.
+PEERS = (BASELINE, "pixel-classifier")
 NOT_AVAILABLE = "—"
 STAGES = (("embed_s", "embed"), ("adapt_s", "adapt"), ("segment_s", "segment"))
 WARM_STAGES = (("adapt_warm_s", "adapt"), ("segment_warm_s", "segment"))
@@ -69,15 +72,21 @@ def mean_metric(rows: Sequence[dict], backend: str, k: int, metric: str, slices:
     return (mean(values) if values else None), len(values), len(chosen)
 
 
-def mean_gain(rows: Sequence[dict], backend: str, k: int, metric: str, slices: str = "protocol") -> float | None:
-    """Mean of (backend − interpolate) over the case × structure pairs where both succeeded."""
-    base = {_pair_key(r): r.get(metric) for r in _select(rows, BASELINE, k, slices) if r["status"] == "ok"}
+def mean_gain(
+    rows: Sequence[dict], backend: str, k: int, metric: str, slices: str = "protocol", base: str = BASELINE
+) -> float | None:
+    """Mean of (backend − ``base``) over the case × structure pairs where both succeeded."""
+    reference = {_pair_key(r): r.get(metric) for r in _select(rows, base, k, slices) if r["status"] == "ok"}
     gains = [
-        r[metric] - base[_pair_key(r)]
+        r[metric] - reference[_pair_key(r)]
         for r in _select(rows, backend, k, slices)
-        if r["status"] == "ok" and r.get(metric) is not None and base.get(_pair_key(r)) is not None
+        if r["status"] == "ok" and r.get(metric) is not None and reference.get(_pair_key(r)) is not None
     ]
     return mean(gains) if gains else None
+
+
+def _peers(results: dict[str, Any]) -> list[str]:
+    return [b for b in PEERS if b in _backends(results)]
 
 
 def run_stats(rows: Sequence[dict], backend: str) -> dict[str, float | None]:
@@ -119,18 +128,20 @@ def _mean_cell(value: float | None, ok: int, total: int) -> str:
 
 
 def dice_table(results: dict[str, Any], metric: str = "dice", slices: str = "protocol") -> str:
-    """Per backend: mean Dice per k, and the mean gain over interpolate at the same k."""
+    """Per backend: mean Dice per k, and the mean gain over each peer at the same k."""
     rows = [r for r in results["rows"] if r["slices"] == slices]
     ks = _ks(rows)
-    header = ["backend", *(f"k={k}" for k in ks), *(f"gain vs {BASELINE} k={k}" for k in ks)]
+    peers = _peers(results)
+    header = ["backend", *(f"k={k}" for k in ks), *(f"gain vs {peer} k={k}" for peer in peers for k in ks)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for backend in _backends(results):
         cells = [_mean_cell(*mean_metric(rows, backend, k, metric, slices)) for k in ks]
-        if backend == BASELINE:
-            gains = ["baseline"] * len(ks)
-        else:
-            gains = [_signed(mean_gain(rows, backend, k, metric, slices)) for k in ks]
-        lines.append("| " + " | ".join([backend, *cells, *gains]) + " |")
+        for peer in peers:
+            if backend == peer:
+                cells += ["baseline" if peer == BASELINE else "peer"] * len(ks)
+            else:
+                cells += [_signed(mean_gain(rows, backend, k, metric, slices, peer)) for k in ks]
+        lines.append("| " + " | ".join([backend, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -175,6 +186,8 @@ def _time_table(results: dict[str, Any]) -> str:
 
 
 def _per_structure_table(results: dict[str, Any]) -> str:
+    """Dice whole volume / unpainted per case, structure, backend and k; below each structure, which backend was
+    best at each k (whole-volume Dice) and by how much over the runner-up."""
     rows = [r for r in results["rows"] if r["slices"] == "protocol"]
     ks = _ks(rows)
     lines = [
@@ -183,15 +196,30 @@ def _per_structure_table(results: dict[str, Any]) -> str:
     ]
     keys = dict.fromkeys((r["case"], r["structure"]) for r in rows)
     for case, structure in keys:
+        ok = {}
         for backend in _backends(results):
             by_k = {r["k"]: r for r in rows if (r["case"], r["structure"], r["backend"]) == (case, structure, backend)}
             cells = []
             for k in ks:
                 r = by_k.get(k)
-                ok = r is not None and r["status"] == "ok"
-                cells.append(f"{_num(r['dice'])} / {_num(r['dice_unpainted'])}" if ok else NOT_AVAILABLE)
+                if r is not None and r["status"] == "ok":
+                    ok[backend, k] = r["dice"]
+                    cells.append(f"{_num(r['dice'])} / {_num(r['dice_unpainted'])}")
+                else:
+                    cells.append(NOT_AVAILABLE)
             lines.append(f"| {case} | {structure} | {backend} | " + " | ".join(cells) + " |")
+        best = [_best_of({b: d for (b, kk), d in ok.items() if kk == k}) for k in ks]
+        lines.append(f"| {case} | {structure} | **best of** | " + " | ".join(best) + " |")
     return "\n".join(lines)
+
+
+def _best_of(dice_by_backend: dict[str, float]) -> str:
+    if not dice_by_backend:
+        return NOT_AVAILABLE
+    ranked = sorted(dice_by_backend.items(), key=lambda item: -item[1])
+    name, value = ranked[0]
+    margin = f" (+{value - ranked[1][1]:.3f})" if len(ranked) > 1 else ""
+    return f"{name} {value:.3f}{margin}"
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -221,7 +249,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Cases: {', '.join(config['cases'])}; {pairs} case × structure pairs; {config['axis']} slices painted by "
         f"the GUIDE §5 protocol, {mode}. Dice and HD95 by MONAI.\n",
         "## Dice over the whole volume\n",
-        "Mean over case × structure; the gain is the mean of (backend − interpolate) over the same pairs.\n",
+        "Mean over case × structure; a gain is the mean of (backend − peer) over the same pairs. Peers: "
+        "interpolate (Fill between slices) and pixel-classifier (ilastik's recipe: 3D filter bank and random "
+        "forest), in the same run.\n",
         dice_table(results, "dice") + "\n",
         "## Dice on unpainted slices\n",
         dice_table(results, "dice_unpainted") + "\n",

@@ -29,8 +29,8 @@ from ..volume_io import read_image, write_labels
 from .apply import apply_section
 from .cases import Case, choose_structures, find_cases, make_support
 from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
+from .report import BASELINE, PEERS, write_report
 
-BASELINE = "interpolate"
 RESULTS_FORMAT_VERSION = 1
 
 
@@ -43,6 +43,8 @@ class BenchConfig:
     structures: list[str] | None = None
     k: list[int] = field(default_factory=lambda: [1, 3, 5])
     backends: list[str] = field(default_factory=lambda: [DEFAULT_BACKEND])
+    #: Peers run beside them (interpolate always is).
+    peers: list[str] = field(default_factory=lambda: list(PEERS))
     device: str = "auto"
     axis: str = "axial"
     out: Path = Path("bench_results")
@@ -169,9 +171,14 @@ def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tupl
     return plan
 
 
+def bench_backends(peers: Sequence[str], backends: Sequence[str]) -> list[str]:
+    """Every backend a bench runs, peers first (interpolate, the baseline, always)."""
+    return list(dict.fromkeys([BASELINE, *peers, *backends]))
+
+
 def _validate(config: BenchConfig) -> tuple[list[str], str]:
     """Everything that can be checked before the first run, so that bad input writes nothing."""
-    backends = list(dict.fromkeys([BASELINE, *config.backends]))
+    backends = bench_backends(config.peers, config.backends)
     for name, options in route_options(backends, config.backend_options).items():
         get_backend(name, **options)
     device = engine.resolve_device(config.device)
@@ -187,8 +194,6 @@ def _validate(config: BenchConfig) -> tuple[list[str], str]:
 def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str, Any]:
     """Run the whole bench and write results.json, results.md and the plots into ``config.out``."""
     from tqdm import tqdm
-
-    from .report import write_report
 
     backend_names, device = _validate(config)
     notes: list[str] = []

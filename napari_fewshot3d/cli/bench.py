@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..backends import DEFAULT_BACKEND, available_backends
 from ..bench.cases import FALLBACK_STRUCTURES
-from ..bench.run import BASELINE, BenchConfig
+from ..bench.run import BASELINE, PEERS, BenchConfig, bench_backends
 from ..engine import DEVICES
 from .options import options_from_args, routed_options
 
@@ -30,7 +30,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[DEFAULT_BACKEND],
         metavar="NAME",
-        help=f"any of {', '.join(available_backends())} (default {DEFAULT_BACKEND}); {BASELINE} is always added",
+        help=f"any of {', '.join(available_backends())} (default {DEFAULT_BACKEND}); the peers are added",
+    )
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        default=list(PEERS),
+        metavar="NAME",
+        help=f"run beside them in the same bench (default {' '.join(PEERS)}); {BASELINE} always runs",
     )
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default auto)")
     parser.add_argument("--axis", default="axial", help="slicing axis of the painted slices (default axial)")
@@ -51,7 +58,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The bench's configuration; an option no chosen backend takes is an error naming its flag."""
-    routed_options(list(dict.fromkeys([BASELINE, *args.backends])), args)
+    routed_options(bench_backends(args.peers, args.backends), args)
     values = {f.name: getattr(args, f.name) for f in fields(BenchConfig) if f.name != "backend_options"}
     return BenchConfig(
         **values

@@ -258,9 +258,12 @@ def fake_results() -> dict:
     rows += [row("interpolate", 3, "liver", 0.6), row("interpolate", 3, "spleen", 0.8)]
     rows += [row("other", 1, "liver", 0.7), row("other", 1, "spleen", 0.9)]
     rows += [row("other", 3, "liver", 0.9), row("other", 3, "spleen", 0.9)]
+    rows += [row("pixel-classifier", 1, "liver", 0.6), row("pixel-classifier", 1, "spleen", 0.95)]
+    rows += [row("pixel-classifier", 3, "liver", 0.85), row("pixel-classifier", 3, "spleen", 0.95)]
     machine = {"command_line": "fewshot3d bench", "date": "today", "platform": "test", "usable_cpus": 2}
     machine |= {"cpu_count": 2, "python": "3", "torch": None, "device": "cpu"}
-    config = {"backends": ["interpolate", "other"], "cases": ["c"], "multiclass": False, "axis": "axial"}
+    config = {"backends": ["interpolate", "pixel-classifier", "other"], "cases": ["c"], "multiclass": False}
+    config["axis"] = "axial"
     return {"machine": machine, "config": config | {"random_seeds": []}, "notes": [], "elapsed_s": 60.0, "rows": rows}
 
 
@@ -269,8 +272,16 @@ def test_report_tables_plots_and_json(tmp_path: Path) -> None:
     results["rows"][2]["dice_unpainted"] = float("nan")
     paths = write_report(results, tmp_path)
     markdown = (tmp_path / "results.md").read_text()
-    assert "| interpolate | — | 0.700 | baseline | baseline |" in markdown  # failed k=1 is not available
-    assert "| other | 0.800 | 0.900 | — | +0.200 |" in markdown  # no gain without a baseline at k=1
+    # gains over each peer: interpolate (failed k=1 is not available) and the pixel classifier
+    header = "| backend | k=1 | k=3 | gain vs interpolate k=1 | gain vs interpolate k=3 | gain vs pixel-classifier k=1"
+    assert header in markdown
+    assert "| interpolate | — | 0.700 | baseline | baseline | — | -0.200 |" in markdown
+    assert "| pixel-classifier | 0.775 | 0.900 | — | +0.200 | peer | peer |" in markdown
+    assert "| other | 0.800 | 0.900 | — | +0.200 | +0.025 | +0.000 |" in markdown  # no gain without a baseline at k=1
+    # per structure, the best backend at each k and its margin over the runner-up
+    assert "| c | liver | **best of** | other 0.700 (+0.100) | other 0.900 (+0.050) |" in markdown
+    best = "pixel-classifier 0.950 (+0.050)"
+    assert f"| c | spleen | **best of** | {best} | {best} |" in markdown
     assert "at k=1 it fails" in markdown
     assert json.loads((tmp_path / "results.json").read_text())["rows"][2]["dice_unpainted"] is None  # no NaN
     for png in paths[2:]:
@@ -278,6 +289,10 @@ def test_report_tables_plots_and_json(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- a short bench on real data
+
+
+#: The pixel classifier on this CT's spleen and left kidney from 2-3 painted slices (measured: see the test).
+PEER_FLOOR = 0.80
 
 
 @pytest.fixture(scope="module")
@@ -293,9 +308,16 @@ def ct_bench(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.mark.slow
 def test_short_bench_writes_rows_table_and_plots(ct_bench) -> None:
     out, results = ct_bench
-    rows = results["rows"]
-    assert {(r["structure"], r["k"]) for r in rows} == {(s, k) for s in ("spleen", "kidney_left") for k in (2, 3)}
-    assert all(r["status"] == "ok" and r["backend"] == "interpolate" for r in rows)
+    # the pixel classifier runs beside Fill between slices in every bench (the peers), on the same painted slices
+    assert results["config"]["backends"] == ["interpolate", "pixel-classifier"]
+    peer = [r for r in results["rows"] if r["backend"] == "pixel-classifier"]
+    rows = [r for r in results["rows"] if r["backend"] == "interpolate"]
+    pairs = {(s, k) for s in ("spleen", "kidney_left") for k in (2, 3)}
+    assert {(r["structure"], r["k"]) for r in rows} == pairs == {(r["structure"], r["k"]) for r in peer}
+    assert all(r["status"] == "ok" for r in rows + peer)
+    painted = {(r["structure"], r["k"]): r["painted_slices"] for r in rows}
+    assert all(r["painted_slices"] == painted[r["structure"], r["k"]] for r in peer)
+    assert all(r["dice"] >= PEER_FLOOR for r in peer), [(r["structure"], r["k"], r["dice"]) for r in peer]
     assert all(r["hd95_mm"] > 0 for r in rows)
     # Fill between slices is deterministic: floors a few hundredths under the measured Dice (spleen 0.662 / 0.781,
     # kidney_left 0.610 / 0.778 at k = 2 / 3), and more painted slices must do better.
@@ -304,7 +326,10 @@ def test_short_bench_writes_rows_table_and_plots(ct_bench) -> None:
     assert all(floors[key] <= dice[key] <= 1 for key in floors), dice
     assert all(dice[(s, 3)] > dice[(s, 2)] for s in ("spleen", "kidney_left")), dice
     assert results["machine"]["cpu_count"] and results["machine"]["device"] == "cpu"
-    assert "| interpolate |" in (out / "results.md").read_text()
+    assert (
+        "| interpolate |" in (out / "results.md").read_text()
+        and "| pixel-classifier |" in (out / "results.md").read_text()
+    )
     assert (out / "dice_vs_k.png").stat().st_size > 5000 and (out / "time_split.png").stat().st_size > 5000
 
 

@@ -129,7 +129,7 @@ def test_interpolation_cannot_be_saved(blob_support):
 
 
 def test_only_the_shipped_backends_are_registered():
-    assert available_backends() == ["interpolate", "selfprompt-sam", "swin-unetr"]
+    assert available_backends() == ["hybrid", "interpolate", "pixel-classifier", "selfprompt-sam", "swin-unetr"]
 
 
 def test_devices():

