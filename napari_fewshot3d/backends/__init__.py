@@ -68,7 +68,13 @@ def route_options(
     for key in options:
         if not any(key in keys for keys in taken.values()):
             owners = [name for name in available_backends() if key in backend_options(name)]
-            whose = f" (it is one of {', '.join(owners)}'s)" if owners else ""
+            whose = ""
+            if owners:
+                whose = (
+                    f" (it is one of {owners[0]}'s)"
+                    if len(owners) == 1
+                    else f" (backends taking it: {', '.join(owners)})"
+                )
             raise InputError(f"{(names or {}).get(key, key)} is not an option of {', '.join(backends)}{whose}")
     return {name: {k: v for k, v in options.items() if k in taken[name]} for name in backends}
 

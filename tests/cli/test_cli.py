@@ -130,7 +130,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ct_liver_support, tmp
         (["segment", image, "--support", support, "--sam-checkpoint", tmp_path / "sam.pth"], "sam.pth"),
         (
             ["segment", image, "--support", support, "--backend", "interpolate", "--window", "60,160"],
-            "--window/--modality is not an option of interpolate (it is one of selfprompt-sam's)",
+            "--window/--modality is not an option of interpolate (backends taking it: hybrid, selfprompt-sam)",
         ),
     ]
     for args, fragment in cases:
