@@ -7,11 +7,17 @@ each interior painted slice (one with painted slices on both sides) is held out 
 rest and segment the volume, and the one whose mask reproduces the held-out painting better keeps the class.
 Without an interior slice (one or two painted) selfprompt-sam keeps it: it is the better one from so little.
 
+A correction is the best test of all: a slice painted after a result was shown is one neither of the previous
+round's learners saw, and the one the user found worst. When re-adapting on the same image, both previous
+learners' masks are scored on each newly painted slice and those scores join the folds' (and stay with the
+class in later rounds).
+
 Both learners come from the registry, so this module depends on neither's internals.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ class HybridBackend(Backend):
         }
         # one clock for both: SAM's encoding and the forest's image features are the image-only precompute
         self.encoder_clock = self.parts[FOREST].encoder_clock = self.parts[SAM].encoder_clock
+        self._last: _Round | None = None
 
     def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
         self.parts[SAM].embed(volume, device, task.sub(0.0, 0.7), axis)
@@ -63,10 +70,12 @@ class HybridBackend(Backend):
             SAM: self.parts[SAM].adapt(volume, support, device, task.sub(0.0, 0.3)),
             FOREST: self.parts[FOREST].adapt(volume, support, device, task.sub(0.3, 0.5)),
         }
+        home = volume.fingerprint()
+        corrections = self._corrections(volume, home, support, device, task.sub(0.5, 0.6))
         folds = _folds(support)
-        scores: dict[int, dict[str, list[float]]] = {c.value: {SAM: [], FOREST: []} for c in support.classes}
+        scores = {c.value: {SAM: [], FOREST: []} for c in support.classes}
         for n, (held_out, values) in enumerate(folds.items()):
-            part = task.sub(0.5 + 0.5 * n / len(folds), 0.5 + 0.5 * (n + 1) / len(folds))
+            part = task.sub(0.6 + 0.4 * n / len(folds), 0.6 + 0.4 * (n + 1) / len(folds))
             part.report(0.0, f"comparing the learners on painted slice {held_out}")
             rest = _without(support, held_out)
             truth = support.slice_of(support.labels.array, held_out)
@@ -77,9 +86,40 @@ class HybridBackend(Backend):
                 predicted = support.slice_of(labels, held_out)
                 for value in values:
                     scores[value][name].append(dice(predicted == value, truth == value))
+        for value, by_learner in corrections.items():
+            for name, found in by_learner.items():
+                scores[value][name] += found
         choices = {value: _choose(by_learner) for value, by_learner in scores.items()}
+        self._last = _Round(home, {c.value: frozenset(c.slices) for c in support.classes}, models, corrections)
         task.report(1.0, "adapted")
         return HybridModel(models, choices, support.class_names, _means(scores))
+
+    def _corrections(
+        self, volume: Volume, home: tuple, support: SupportSet, device: str, task: Task
+    ) -> dict[int, dict[str, list[float]]]:
+        """Per class, each learner's Dice on every slice painted since a previous round on this image (the
+        previous round's learners never saw them), after those of earlier rounds."""
+        last = self._last if self._last is not None and self._last.home == home else None
+        if last is None:
+            return {}
+        found = {
+            value: {name: list(scores) for name, scores in by_learner.items()}
+            for value, by_learner in last.corrections.items()
+        }
+        before = last.painted
+        new = {c.value: sorted(set(c.slices) - before[c.value]) for c in support.classes if c.value in before}
+        new = {value: slices for value, slices in new.items() if slices}
+        if not new:
+            return found
+        task.report(0.0, "scoring the previous result on the corrected slices")
+        for m, name in enumerate((SAM, FOREST)):
+            labels, _ = last.models[name].segment_with_notes(volume, device, task.sub(m / 2, (m + 1) / 2))
+            for value, slices in new.items():
+                for index in slices:
+                    truth = support.slice_of(support.labels.array, index) == value
+                    predicted = support.slice_of(labels, index) == value
+                    found.setdefault(value, {SAM: [], FOREST: []})[name].append(dice(predicted, truth))
+        return found
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
         models = {}
@@ -92,6 +132,16 @@ class HybridBackend(Backend):
         for model in models.values():
             model.class_names = dict(names)
         return HybridModel(models, choices, names, {})
+
+
+@dataclass
+class _Round:
+    """What the last adapt on an image left for the next: its painting, its learners, the corrections scored."""
+
+    home: tuple  # the image's fingerprint
+    painted: dict[int, frozenset[int]]
+    models: dict[str, AdaptedModel]
+    corrections: dict[int, dict[str, list[float]]]
 
 
 def _folds(support: SupportSet) -> dict[int, list[int]]:

@@ -7,6 +7,7 @@ import pytest
 
 from napari_fewshot3d import engine
 from napari_fewshot3d.backends import get_backend
+from napari_fewshot3d.backends.base import AdaptedModel, Backend
 from napari_fewshot3d.backends.hybrid import FOREST, MAX_FOLDS, SAM, _folds, _without
 from napari_fewshot3d.masks import dice
 from napari_fewshot3d.support import SupportSet
@@ -60,3 +61,56 @@ def test_chooses_per_class_on_held_out_slices_and_saves_the_choice(tmp_path):
     assert loaded.choices == model.choices and loaded.class_names == {LIVER: "liver"}
     applied = engine.apply_model(loaded, image, "cpu")  # no painting now: the chosen learner finds the liver itself
     assert dice(applied.array == LIVER, liver) >= 0.85 and applied.metadata[engine.WARNINGS] == []
+
+
+class _Answers(Backend):
+    """A learner that always gives the same labels: what each is right or wrong about is set by the test."""
+
+    name = "answers"
+
+    def __init__(self, labels: np.ndarray) -> None:
+        super().__init__()
+        self.labels = labels
+
+    def adapt(self, volume, support, device, task):
+        return _Answer(self.labels)
+
+    def from_state(self, meta, arrays):
+        raise NotImplementedError
+
+
+class _Answer(AdaptedModel):
+    backend_name = "answers"
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels, self.class_names = labels, {1: "organ"}
+
+    def segment(self, volume, device, task):
+        return self.labels.copy()
+
+
+def test_a_corrected_slice_scores_the_previous_learners_and_the_score_stays_with_the_class():
+    truth = np.zeros((8, 8, 12), np.uint8)
+    truth[2:6, 2:6, :] = 1
+    sam_answer = np.where(np.arange(12) <= 6, truth, 0)  # right on slices 0..6, nothing beyond
+    forest_answer = truth.copy()
+    forest_answer[2, :, :7] = 0  # a little short (Dice 0.857) on slices 0..6, right beyond
+    image = Volume(np.random.default_rng(0).normal(size=truth.shape).astype(np.float32), np.eye(4))
+
+    def support_on(slices):
+        labels = np.zeros_like(truth)
+        labels[:, :, slices] = truth[:, :, slices]
+        return SupportSet.from_labels(image.with_array(labels), 2, {1: "organ"})
+
+    backend = get_backend("hybrid")
+    backend.parts = {SAM: _Answers(sam_answer), FOREST: _Answers(forest_answer)}
+    first = engine.adapt(image, support_on([2, 4, 6]), backend, "cpu")
+    assert first.choices[1] == SAM and first.held_out_dice[1] == pytest.approx({SAM: 1.0, FOREST: 12 / 14})
+    # the user corrects slice 9, where selfprompt-sam found nothing; the folds alone (slices 4, 6) would keep it
+    corrected = engine.adapt(image, support_on([2, 4, 6, 9]), backend, "cpu")
+    assert corrected.choices[1] == FOREST
+    assert corrected.held_out_dice[1] == pytest.approx({SAM: 2 / 3, FOREST: (2 * 12 / 14 + 1) / 3})
+    again = engine.adapt(image, support_on([2, 4, 6, 9]), backend, "cpu")  # nothing new painted: still counted
+    assert again.choices[1] == FOREST and again.held_out_dice == corrected.held_out_dice
+    other = image.with_array(image.array + 1)  # another image: earlier rounds say nothing about it
+    assert engine.adapt(other, support_on([2, 4, 6, 9]), backend, "cpu").choices[1] == SAM
