@@ -25,7 +25,7 @@ _REGISTRY: dict[str, str] = {
 }
 
 #: What `fewshot3d segment` uses when no --backend is given.
-DEFAULT_BACKEND = "selfprompt-sam"
+DEFAULT_BACKEND = "hybrid"
 
 
 def available_backends() -> list[str]:

@@ -7,11 +7,19 @@ each interior painted slice (one with painted slices on both sides) is held out 
 rest and segment the volume, and the one whose mask reproduces the held-out painting better keeps the class.
 Without an interior slice (one or two painted) selfprompt-sam keeps it: it is the better one from so little.
 
+A correction tests the learner that was shown: a slice painted after a result is one neither of the previous
+round's learners saw, but it is where the shown result was worst, so it is a biased test — the other learner
+looks better there by selection alone. So it is used one way only: when re-adapting on the same image, both
+previous learners' masks are scored on the newly painted slices, and if the learner shown did at least as well
+there as the other, it keeps the class (its worst slice did not favour the other); otherwise the folds decide.
+A class kept that way stays kept while nothing new is painted for it.
+
 Both learners come from the registry, so this module depends on neither's internals.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +61,7 @@ class HybridBackend(Backend):
         }
         # one clock for both: SAM's encoding and the forest's image features are the image-only precompute
         self.encoder_clock = self.parts[FOREST].encoder_clock = self.parts[SAM].encoder_clock
+        self._last: _Round | None = None
 
     def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
         self.parts[SAM].embed(volume, device, task.sub(0.0, 0.7), axis)
@@ -63,10 +72,25 @@ class HybridBackend(Backend):
             SAM: self.parts[SAM].adapt(volume, support, device, task.sub(0.0, 0.3)),
             FOREST: self.parts[FOREST].adapt(volume, support, device, task.sub(0.3, 0.5)),
         }
-        folds = _folds(support)
-        scores: dict[int, dict[str, list[float]]] = {c.value: {SAM: [], FOREST: []} for c in support.classes}
-        for n, (held_out, values) in enumerate(folds.items()):
-            part = task.sub(0.5 + 0.5 * n / len(folds), 0.5 + 0.5 * (n + 1) / len(folds))
+        home = volume.fingerprint()
+        kept = self._kept_after_corrections(volume, home, support, device, task.sub(0.5, 0.6))
+        undecided = [c.value for c in support.classes if c.value not in kept]
+        scores = self._held_out_scores(volume, support, undecided, device, task.sub(0.6, 1.0))
+        choices = {c.value: kept.get(c.value) or _choose(scores[c.value]) for c in support.classes}
+        painted = {c.value: frozenset(c.slices) for c in support.classes}
+        self._last = _Round(home, painted, models, choices, kept)
+        task.report(1.0, "adapted")
+        return HybridModel(models, choices, support.class_names, _means(scores))
+
+    def _held_out_scores(
+        self, volume: Volume, support: SupportSet, values: list[int], device: str, task: Task
+    ) -> dict[int, dict[str, list[float]]]:
+        """Per class in ``values``, each learner's Dice on its interior painted slices, each held out in turn."""
+        scores: dict[int, dict[str, list[float]]] = {value: {SAM: [], FOREST: []} for value in values}
+        folds = {index: [v for v in fold if v in scores] for index, fold in _folds(support).items()}
+        folds = {index: fold for index, fold in folds.items() if fold}
+        for n, (held_out, fold) in enumerate(folds.items()):
+            part = task.sub(n / len(folds), (n + 1) / len(folds))
             part.report(0.0, f"comparing the learners on painted slice {held_out}")
             rest = _without(support, held_out)
             truth = support.slice_of(support.labels.array, held_out)
@@ -75,11 +99,40 @@ class HybridBackend(Backend):
                 model = self.parts[name].adapt(volume, rest, device, step.sub(0.0, 0.5))
                 labels, _ = model.segment_with_notes(volume, device, step.sub(0.5, 1.0))
                 predicted = support.slice_of(labels, held_out)
-                for value in values:
+                for value in fold:
                     scores[value][name].append(dice(predicted == value, truth == value))
-        choices = {value: _choose(by_learner) for value, by_learner in scores.items()}
-        task.report(1.0, "adapted")
-        return HybridModel(models, choices, support.class_names, _means(scores))
+        return scores
+
+    def _kept_after_corrections(
+        self, volume: Volume, home: tuple, support: SupportSet, device: str, task: Task
+    ) -> dict[int, str]:
+        """Classes whose learner stays after a correction on this image (see the module's docstring)."""
+        last = self._last if self._last is not None and self._last.home == home else None
+        if last is None:
+            return {}
+        new = {
+            c.value: sorted(set(c.slices) - last.painted[c.value]) for c in support.classes if c.value in last.painted
+        }
+        kept = {value: name for value, name in last.kept.items() if value in new and not new[value]}
+        new = {value: slices for value, slices in new.items() if slices}
+        if not new:
+            return kept
+        task.report(0.0, "scoring the previous result on the corrected slices")
+        found: dict[int, dict[str, float]] = {value: {} for value in new}
+        for m, name in enumerate((SAM, FOREST)):
+            labels, _ = last.models[name].segment_with_notes(volume, device, task.sub(m / 2, (m + 1) / 2))
+            for value, slices in new.items():
+                on = [
+                    dice(support.slice_of(labels, i) == value, support.slice_of(support.labels.array, i) == value)
+                    for i in slices
+                ]
+                found[value][name] = float(np.mean(on))
+        for value, by_learner in found.items():
+            shown = last.choices[value]
+            other = FOREST if shown == SAM else SAM
+            if by_learner[shown] >= by_learner[other]:
+                kept[value] = shown
+        return kept
 
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
         models = {}
@@ -92,6 +145,17 @@ class HybridBackend(Backend):
         for model in models.values():
             model.class_names = dict(names)
         return HybridModel(models, choices, names, {})
+
+
+@dataclass
+class _Round:
+    """What the last adapt on an image left for the next: its painting, its learners and their choice."""
+
+    home: tuple  # the image's fingerprint
+    painted: dict[int, frozenset[int]]
+    models: dict[str, AdaptedModel]
+    choices: dict[int, str]
+    kept: dict[int, str]  # the choices a correction kept
 
 
 def _folds(support: SupportSet) -> dict[int, list[int]]:

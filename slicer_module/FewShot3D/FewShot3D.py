@@ -507,7 +507,7 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         volumeNode,
         paintedNode,
         outputNode,
-        backend="selfprompt-sam",
+        backend=dependencies.DEFAULT_BACKEND,
         device="auto",
         axis="axial",
         readapt=False,

@@ -7,6 +7,7 @@ import pytest
 
 from napari_fewshot3d import engine
 from napari_fewshot3d.backends import get_backend
+from napari_fewshot3d.backends.base import AdaptedModel, Backend
 from napari_fewshot3d.backends.hybrid import FOREST, MAX_FOLDS, SAM, _folds, _without
 from napari_fewshot3d.masks import dice
 from napari_fewshot3d.support import SupportSet
@@ -60,3 +61,59 @@ def test_chooses_per_class_on_held_out_slices_and_saves_the_choice(tmp_path):
     assert loaded.choices == model.choices and loaded.class_names == {LIVER: "liver"}
     applied = engine.apply_model(loaded, image, "cpu")  # no painting now: the chosen learner finds the liver itself
     assert dice(applied.array == LIVER, liver) >= 0.85 and applied.metadata[engine.WARNINGS] == []
+
+
+class _Answers(Backend):
+    """A learner that always gives the same labels: what each is right or wrong about is set by the test."""
+
+    name = "answers"
+
+    def __init__(self, labels: np.ndarray) -> None:
+        super().__init__()
+        self.labels = labels
+
+    def adapt(self, volume, support, device, task):
+        return _Answer(self.labels)
+
+    def from_state(self, meta, arrays):
+        raise NotImplementedError
+
+
+class _Answer(AdaptedModel):
+    backend_name = "answers"
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels, self.class_names = labels, {1: "organ"}
+
+    def segment(self, volume, device, task):
+        return self.labels.copy()
+
+
+def test_a_learner_shown_keeps_the_class_when_the_slice_corrected_does_not_favour_the_other():
+    truth = np.zeros((8, 8, 12), np.uint8)
+    truth[2:6, 2:6, :] = 1
+    sam_answer, forest_answer = truth.copy(), truth.copy()
+    sam_answer[2, :, 5] = 0  # a little short on slice 5 (Dice 12/14)
+    forest_answer[:, :, 8:10] = 0  # nothing on slices 8 and 9
+    image = Volume(np.random.default_rng(0).normal(size=truth.shape).astype(np.float32), np.eye(4))
+
+    def support_on(slices):
+        labels = np.zeros_like(truth)
+        labels[:, :, slices] = truth[:, :, slices]
+        return SupportSet.from_labels(image.with_array(labels), 2, {1: "organ"})
+
+    backend = get_backend("hybrid")
+    backend.parts = {SAM: _Answers(sam_answer), FOREST: _Answers(forest_answer)}
+    first = engine.adapt(image, support_on([2, 5, 8]), backend, "cpu")  # slice 5 held out: the forest is better
+    assert first.choices[1] == FOREST and first.held_out_dice[1] == pytest.approx({SAM: 12 / 14, FOREST: 1.0})
+    # Slice 11 corrected: the forest shown was as good there as SAM, so it stays, though the folds on the new
+    # support (slices 5 and 8: SAM 0.93, forest 0.5) would now take SAM
+    corrected = engine.adapt(image, support_on([2, 5, 8, 11]), backend, "cpu")
+    assert corrected.choices[1] == FOREST and corrected.held_out_dice == {}  # kept: no fold was needed
+    again = engine.adapt(image, support_on([2, 5, 8, 11]), backend, "cpu")  # nothing new painted: still kept
+    assert again.choices[1] == FOREST
+    # slice 9 corrected, where the forest shown found nothing and SAM all: the folds (slices 5, 9) decide again
+    worse = engine.adapt(image, support_on([2, 5, 8, 9, 11]), backend, "cpu")
+    assert worse.choices[1] == SAM and worse.held_out_dice[1] == pytest.approx({SAM: (12 / 14 + 1) / 2, FOREST: 0.5})
+    other = image.with_array(image.array + 1)  # another image: earlier rounds say nothing about it
+    assert engine.adapt(other, support_on([2, 5, 8, 11]), backend, "cpu").choices[1] == SAM

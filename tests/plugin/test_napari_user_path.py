@@ -11,6 +11,7 @@ pytest.importorskip("napari")
 
 from qtpy.QtCore import Qt  # noqa: E402
 
+from napari_fewshot3d.backends import DEFAULT_BACKEND  # noqa: E402
 from napari_fewshot3d.backends.selfprompt.cache import CACHE_ENV  # noqa: E402
 from napari_fewshot3d.bench.protocol import paint_slices  # noqa: E402
 from napari_fewshot3d.masks import dice  # noqa: E402
@@ -54,7 +55,7 @@ def test_the_whole_user_path_from_the_plugin_menu(qtbot, make_widget, ct_case, t
     assert not widget.adapt_button.isEnabled() and not widget.load_model_button.isEnabled()  # no image yet
 
     image_layer = open_image(viewer, tmp_path / "liver_slab.nii.gz")
-    assert widget.backend_combo.currentText() == "selfprompt-sam"  # the default: embeddings start in the background
+    assert widget.backend_combo.currentText() == DEFAULT_BACKEND == "hybrid"  # embeddings start in the background
     click(qtbot, widget.new_support_button)
     support_layer = viewer.layers[-1]
     assert support_layer.name == f"{image_layer.name} support"

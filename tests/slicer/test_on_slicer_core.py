@@ -297,7 +297,9 @@ def test_the_slicer_package_is_the_wheels_alone(slicer):
 
 @pytest.mark.slow
 def test_default_backend_adapts_saves_and_applies_on_slicer_nodes(fewshot3d, slicer, scene, tmp_path, monkeypatch):
-    """selfprompt-sam (LiteMedSAM) on 5 CT slices: liver painted on 2, the rest segmented; the saved model applies."""
+    """The default (hybrid: with no interior painted slice, selfprompt-sam's LiteMedSAM) on 5 CT slices: liver
+    painted on 2, the rest segmented; the saved model (both learners and the choice) applies."""
+    from FewShot3DLib import dependencies
     from napari_fewshot3d.backends.selfprompt.cache import CACHE_ENV
     from napari_fewshot3d.errors import InputError
 
@@ -317,7 +319,7 @@ def test_default_backend_adapts_saves_and_applies_on_slicer_nodes(fewshot3d, sli
     slicer.util.updateSegmentBinaryLabelmapFromArray(paint_kji, painted_node, liver_id, volume_node)
 
     output_node = logic.newOutputSegmentation(volume_node)
-    logic.process(volume_node, painted_node, output_node, "selfprompt-sam", "cpu", "axial")
+    logic.process(volume_node, painted_node, output_node, dependencies.DEFAULT_BACKEND, "cpu", "axial")
     predicted = shown_mask(slicer, output_node, liver_id, volume_node).astype(bool)
     rest = [0, 2, 4]
     assert dice(predicted[:, :, rest], liver[:, :, rest]) >= 0.85
@@ -333,7 +335,7 @@ def test_default_backend_adapts_saves_and_applies_on_slicer_nodes(fewshot3d, sli
     assert dice(segment_in_world(slicer, applied_node, "fewshot_1", volume_node), liver) >= 0.85
     assert not logic.canReadapt()  # an applied model has no painted support to re-adapt with
     with pytest.raises(InputError, match="nothing to re-adapt"):
-        logic.prepareAdapt(volume_node, painted_node, applied_node, "selfprompt-sam", "cpu", "axial", readapt=True)
+        logic.prepareAdapt(volume_node, painted_node, applied_node, dependencies.DEFAULT_BACKEND, "cpu", "axial", True)
 
 
 @pytest.mark.slow  # applying anyway encodes 4 MR slices

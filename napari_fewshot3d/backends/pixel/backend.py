@@ -7,7 +7,6 @@ while the user paints) and kept; adapting is then the forests' fit (seconds), se
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -44,7 +43,7 @@ class PixelClassifierBackend(Backend):
     def features(self, volume: Volume, task: Task, spacing_mm: float | None = None) -> tuple[WorkingGrid, np.ndarray]:
         """The filter bank of ``volume`` on its working grid (at ``spacing_mm`` when given), computed once."""
         grid = WorkingGrid.for_scan(volume.shape, volume.spacing, spacing_mm)
-        key = (_fingerprint(volume), grid)
+        key = (volume.fingerprint(), grid)
         if self._features is None or self._features[0] != key:
             self._features = None  # let the previous volume's go before computing the next
             started = time.perf_counter()
@@ -65,7 +64,7 @@ class PixelClassifierBackend(Backend):
             task.report(0.8 + 0.2 * n / len(support.classes), f"sampling painted voxels of {c.name}")
             samples[c.value] = training_set(support, c.value, features, grid, self.seed)
         model = PixelClassifierModel(self, samples, support.class_names, grid.spacing_mm, modality_of(volume.array))
-        model.support, model.home = support, _fingerprint(volume)
+        model.support, model.home = support, volume.fingerprint()
         model.fit(task.sub(0.9, 1.0))
         return model
 
@@ -114,7 +113,7 @@ class PixelClassifierModel(AdaptedModel):
 
     def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
         self.fit(task.sub(0.0, 0.05))
-        own = self.support is not None and self.home == _fingerprint(volume)
+        own = self.support is not None and self.home == volume.fingerprint()
         grid, features = self.backend.features(volume, task.sub(0.05, 0.5), None if own else self.spacing_mm)
         values = list(self.samples)
         best = np.zeros(volume.shape, np.float32)
@@ -151,9 +150,3 @@ class PixelClassifierModel(AdaptedModel):
             arrays[f"x_{value}"] = samples.x
             arrays[f"y_{value}"] = samples.y.astype(np.uint8)
         return meta, arrays
-
-
-def _fingerprint(volume: Volume) -> tuple:
-    """What identifies a volume's voxels and grid (features are reused only for the very same image)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(volume.array).tobytes(), digest_size=16).hexdigest()
-    return volume.shape, str(volume.array.dtype), digest, np.round(volume.affine, 4).tobytes()

@@ -28,7 +28,7 @@ PYTHON_MINIMUM = (3, 10)
 BACKEND_CHOICES = ("hybrid", "interpolate", "pixel-classifier", "selfprompt-sam", "swin-unetr")
 #: What the swin-unetr backend needs beyond the engine core (the engine's `swin` extra).
 SWIN_REQUIREMENTS = {"monai": "monai>=1.3", "einops": "einops>=0.6"}
-DEFAULT_BACKEND = "selfprompt-sam"
+DEFAULT_BACKEND = "hybrid"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 AXIS_CHOICES = ("axial", "coronal", "sagittal")
 
