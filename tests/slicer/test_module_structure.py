@@ -1,8 +1,9 @@
 """The module folder follows Slicer's conventions: checked statically, since Slicer cannot run here.
 
-Slicer finds a scripted module by its file name and expects the classes <Name>, <Name>Widget, <Name>Logic and
-<Name>Test in it; the widget loads Resources/UI/<Name>.ui and reaches its widgets by object name; the parameter node
-binds to widgets whose dynamic property SlicerParameterName names one of its fields; CMake installs only what it lists.
+Slicer finds a scripted module by its file name and expects the classes <Name>, <Name>Widget and <Name>Test in it
+(the Logic, <Name>Logic, lives in FewShot3DNodes and is imported into it by name); the widget loads
+Resources/UI/<Name>.ui and reaches its widgets by object name; the parameter node binds to widgets whose dynamic
+property SlicerParameterName names one of its fields; CMake installs only what it lists.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .conftest import MODULE_DIR
 NAME = "FewShot3D"
 SOURCE = MODULE_DIR / f"{NAME}.py"
 UI = MODULE_DIR / "Resources" / "UI" / f"{NAME}.ui"
+LOGIC_MODULE = "FewShot3DNodes.logic"
+LOGIC = MODULE_DIR / "FewShot3DNodes" / "logic.py"
 SLICER_ONLY = {"slicer", "qt", "ctk", "vtk", "PyTorchUtils", "SampleData"}
 
 
@@ -37,7 +40,10 @@ def _base_names(cls: ast.ClassDef) -> set[str]:
 
 
 def test_module_file_defines_the_classes_slicer_expects(tree):
-    classes = _classes(tree)
+    classes = _classes(tree) | _classes(ast.parse(LOGIC.read_text(), filename=str(LOGIC)))
+    imports = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == LOGIC_MODULE]
+    imported = {a.name for n in imports for a in n.names}
+    assert f"{NAME}Logic" in imported  # the module's namespace has its Logic, as Slicer's own modules do
     expected = {
         NAME: "ScriptedLoadableModule",
         f"{NAME}Widget": "ScriptedLoadableModuleWidget",
@@ -58,17 +64,25 @@ def test_module_file_defines_the_classes_slicer_expects(tree):
     assert "Segmentation" in ast.unparse(init)
 
 
-def test_module_loads_before_its_python_dependencies_are_installed(tree):
-    """Slicer imports the file at start-up: only Slicer's own modules and the stdlib-only dependencies helper."""
+def _top_level_imports(tree: ast.Module) -> set[str]:
     top = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             top |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module == "FewShot3DLib":
-            top |= {f"FewShot3DLib.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module in ("FewShot3DLib", LOGIC_MODULE):
+            top |= {f"{node.module}.{a.name}" for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
-    assert top - set(sys.stdlib_module_names) - {"__future__"} <= SLICER_ONLY | {"FewShot3DLib.dependencies"}, top
+    return top - set(sys.stdlib_module_names) - {"__future__"}
+
+
+def test_module_loads_before_its_python_dependencies_are_installed(tree):
+    """Slicer imports the file at start-up: only Slicer's own modules, the stdlib-only dependencies helper and the
+    Logic, which itself imports only those at its top (the engine inside its methods)."""
+    logic = {f"{LOGIC_MODULE}.{NAME}Logic", f"{LOGIC_MODULE}.{NAME}ParameterNode"}
+    assert _top_level_imports(tree) <= SLICER_ONLY | {"FewShot3DLib.dependencies"} | logic, _top_level_imports(tree)
+    logic_tree = ast.parse(LOGIC.read_text())
+    assert _top_level_imports(logic_tree) <= SLICER_ONLY | {"FewShot3DLib.dependencies"}, _top_level_imports(logic_tree)
 
 
 def test_the_pure_layer_never_imports_slicer():
@@ -109,7 +123,7 @@ def test_every_widget_the_code_uses_is_in_the_ui_file(tree):
 
 
 def test_parameter_node_fields_are_bound_to_widgets(tree):
-    wrapper = _classes(tree)[f"{NAME}ParameterNode"]
+    wrapper = _classes(ast.parse(LOGIC.read_text()))[f"{NAME}ParameterNode"]
     assert "parameterNodeWrapper" in {ast.unparse(d) for d in wrapper.decorator_list}
     fields = {n.target.id for n in wrapper.body if isinstance(n, ast.AnnAssign)}
     assert {"inputVolume", "paintedSegmentation", "outputSegmentation", "backend", "device", "axis"} == fields
