@@ -45,6 +45,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--random-seeds", nargs="+", type=int, default=[], metavar="SEED", help="also k random slices per seed"
     )
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        metavar="MM",
+        help="resample every case (image and reference) to cubic voxels of MM mm first: time and memory on a finer "
+        "grid (the report says it is resampled)",
+    )
     parser.add_argument("--multiclass", action="store_true", help="paint all structures of a case at once")
     parser.add_argument("--save-predictions", action="store_true", help="write predictions and painted support")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,7 +24,7 @@ FLAGS = {
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    sam = parser.add_argument_group("backend options (selfprompt-sam)")
+    sam = parser.add_argument_group("backend options (selfprompt-sam, and hybrid for its SAM learner)")
     sam.add_argument(
         "--sam-checkpoint", dest="checkpoint", metavar="PATH", help="an official SAM checkpoint instead of LiteMedSAM"
     )
