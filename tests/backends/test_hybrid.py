@@ -32,6 +32,8 @@ def test_only_interior_painted_slices_are_held_out_at_most_max_folds_per_class()
     by_class = {v: sorted(s for s, values in folds.items() if v in values) for v in (1, 3, 5)}
     assert len(by_class[1]) == MAX_FOLDS == 2 and by_class[1] == [5, 14]  # spread over 5..14, ends never
     assert by_class[3] == [8] and by_class[5] == []  # two painted slices: nothing is interior
+    without_corrected = _folds(support, {1: frozenset({5, 17})})  # slice 5 was painted as a correction
+    assert sorted(s for s, values in without_corrected.items() if 1 in values) == [8, 14]
     rest = _without(support, 8)
     assert 8 not in rest.get(1).slices and 8 not in rest.get(3).slices and rest.empty_slices == (19,)
     assert rest.get(1).slices == (2, 5, 11, 14, 17) and support.get(1).slices == (2, 5, 8, 11, 14, 17)
@@ -112,7 +114,8 @@ def test_a_learner_shown_keeps_the_class_when_the_slice_corrected_does_not_favou
     assert corrected.choices[1] == FOREST and corrected.held_out_dice == {}  # kept: no fold was needed
     again = engine.adapt(image, support_on([2, 5, 8, 11]), backend, "cpu")  # nothing new painted: still kept
     assert again.choices[1] == FOREST
-    # slice 9 corrected, where the forest shown found nothing and SAM all: the folds (slices 5, 9) decide again
+    # slice 9 corrected, where the forest shown found nothing and SAM all: the folds decide again, on slices 5 and 8
+    # (interior, and painted before any correction; 9 is not held out, nor 11 in later rounds)
     worse = engine.adapt(image, support_on([2, 5, 8, 9, 11]), backend, "cpu")
     assert worse.choices[1] == SAM and worse.held_out_dice[1] == pytest.approx({SAM: (12 / 14 + 1) / 2, FOREST: 0.5})
     other = image.with_array(image.array + 1)  # another image: earlier rounds say nothing about it
