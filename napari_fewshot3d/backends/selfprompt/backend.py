@@ -55,12 +55,12 @@ class SelfPromptSamBackend(Backend):
         self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else None)
         self._sams: dict[tuple[str, str, str], Any] = {}
 
-    def sam(self, device: str, checkpoint: str | None = None, model_type: str = "vit_b"):
-        """The SAM model for a device at the precision $FEWSHOT3D_PRECISION asks for (auto when unset), loaded once
-        per backend (39 MB of weights for LiteMedSAM)."""
+    def sam(self, device: str, checkpoint: str | None = None, model_type: str = "vit_b", precision: str | None = None):
+        """The SAM model for a device at ``precision`` (default: what $FEWSHOT3D_PRECISION asks for, auto when
+        unset), loaded once per backend (39 MB of weights for LiteMedSAM)."""
         from .sam.model import load_litemedsam, load_sam_checkpoint, precision_from_env
 
-        precision = precision_from_env()
+        precision = precision or precision_from_env()
         key = (checkpoint or "litemedsam", device, precision)
         if key not in self._sams:
             self._sams[key] = (
@@ -92,6 +92,11 @@ class SelfPromptSamBackend(Backend):
             clock=self.encoder_clock,
             pixel_mm=pixel_mm,
         )
+
+    def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict:
+        from .encoder_check import against_fp32
+
+        return against_fp32(self, volume, labels, axis, device, slices)
 
     def _own_embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
         return self.embedder(volume, axis, device, self.checkpoint, self.model_type, self.window)
