@@ -69,6 +69,12 @@ class Backend(ABC):
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
         """Fit to the painted slices of ``support`` (on ``volume``'s grid)."""
 
+    def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict | None:
+        """For a backend with an image encoder: its runtime against the plain fp32 reference on the same slices of
+        ``volume`` where ``labels`` has a structure (seconds per slice; Dice of the masks decoded from each), for the
+        bench's record. None: no encoder."""
+        return None
+
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
         """Rebuild a saved model (inverse of :meth:`AdaptedModel.to_state`)."""
         raise TypeError(f"backend {self.name} cannot load a saved model")

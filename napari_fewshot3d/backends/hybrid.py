@@ -69,6 +69,9 @@ class HybridBackend(Backend):
         self.parts[SAM].embed(volume, device, task.sub(0.0, 0.7), axis)
         self.parts[FOREST].embed(volume, device, task.sub(0.7, 1.0), axis)
 
+    def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict | None:
+        return self.parts[SAM].encoder_check(volume, labels, axis, device, slices)
+
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
         models = {
             SAM: self.parts[SAM].adapt(volume, support, device, task.sub(0.0, 0.3)),

@@ -267,6 +267,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "segment after one corrected slice (wall time, new encoding included). Cold times include "
         "one-time library loading (ITK's first import takes ~20 s on 2 cores) in the first run only.\n",
         _time_table(results) + "\n",
+        encoder_line(results.get("encoder")),
     ]
     if any(r["slices"] == "random" for r in rows):
         seeds = ", ".join(str(s) for s in config["random_seeds"])
@@ -277,6 +278,19 @@ def render_markdown(results: dict[str, Any]) -> str:
     parts += [apply_table(results.get("apply_rows", []))]
     parts += ["## Notes\n", "\n".join(f"- {note}" for note in _notes(results)) + "\n"]
     return "\n".join(parts)
+
+
+def encoder_line(record: dict[str, Any] | None) -> str:
+    """The encoder's runtime against plain fp32, measured on the same slices in this run (none: no encoder)."""
+    if not record:
+        return ""
+    return (
+        f"Image encoder ({record['backend']}, {record['device']}): **{record['runtime']} "
+        f"{record['seconds_per_slice']:.2f} s per slice** against {record['reference']} "
+        f"{record['reference_seconds_per_slice']:.2f} s (**{record['speedup']:.2f}x**), decoded masks Dice "
+        f"{record['mask_dice_vs_reference']:.3f} against the reference's, on {len(record['slices'])} slices of "
+        f"{record['case']}.\n"
+    )
 
 
 def _notes(results: dict[str, Any]) -> list[str]:

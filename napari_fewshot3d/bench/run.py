@@ -229,6 +229,7 @@ def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str,
         for item in plan:
             runner.run(*item)
         runner.finish()
+        encoder = runner.encoder_check(cases[0], choose_structures(cases, config.structures, [])[cases[0].name])
         apply_rows = (
             runner.apply_section(cases, choose_structures(cases, config.structures, [])) if config.apply else []
         )
@@ -250,6 +251,7 @@ def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str,
         "elapsed_s": time.perf_counter() - started,
         "rows": runner.rows,
         "apply_rows": apply_rows,
+        "encoder": encoder,
     }
     write_report(results, config.out)
     return results
@@ -329,6 +331,18 @@ class _Runner:
                     f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
                 )
             self.bar.update()
+
+    def encoder_check(self, case: Case, structures: list) -> dict | None:
+        """The first benchmarked backend with an image encoder: its runtime against plain fp32 on slices of the
+        case's structures (None when no backend has an encoder)."""
+        self._load(case)
+        labels = np.isin(self.reference.array, [value for _, value in structures])
+        for name, backend in self.backends.items():
+            self.bar.set_postfix_str(f"encoder: {name} against fp32", refresh=False)
+            record = backend.encoder_check(self.image, labels, self.axis, self.device)
+            if record is not None:
+                return {"backend": name, "case": case.name} | record
+        return None
 
     def apply_section(self, cases: Sequence[Case], chosen: dict) -> list[dict]:
         """Every saveable backend's model of each case (all its structures at once) applied to the other scans."""

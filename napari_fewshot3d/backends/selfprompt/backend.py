@@ -53,20 +53,29 @@ class SelfPromptSamBackend(Backend):
         self.model_type = model_type
         self.window = dict(window or {})
         self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else None)
-        self._sams: dict[tuple[str, str, str], Any] = {}
+        self._sams: dict[tuple[str, str, str, str], Any] = {}
 
-    def sam(self, device: str, checkpoint: str | None = None, model_type: str = "vit_b"):
-        """The SAM model for a device at the precision $FEWSHOT3D_PRECISION asks for (auto when unset), loaded once
-        per backend (39 MB of weights for LiteMedSAM)."""
+    def sam(
+        self,
+        device: str,
+        checkpoint: str | None = None,
+        model_type: str = "vit_b",
+        precision: str | None = None,
+        runtime: str | None = None,
+    ):
+        """The SAM model for a device at ``precision`` on ``runtime`` (defaults: what $FEWSHOT3D_PRECISION and
+        $FEWSHOT3D_RUNTIME ask for), loaded once per backend (39 MB of weights for LiteMedSAM)."""
         from .sam.model import load_litemedsam, load_sam_checkpoint, precision_from_env
+        from .sam.openvino_encoder import runtime_from_env
 
-        precision = precision_from_env()
-        key = (checkpoint or "litemedsam", device, precision)
+        precision = precision or precision_from_env()
+        runtime = runtime or runtime_from_env()
+        key = (checkpoint or "litemedsam", device, precision, runtime)
         if key not in self._sams:
             self._sams[key] = (
-                load_sam_checkpoint(checkpoint, model_type, device, precision)
+                load_sam_checkpoint(checkpoint, model_type, device, precision, runtime=runtime)
                 if checkpoint
-                else load_litemedsam(device, precision)
+                else load_litemedsam(device, precision, runtime)
             )
         return self._sams[key]
 
@@ -92,6 +101,13 @@ class SelfPromptSamBackend(Backend):
             clock=self.encoder_clock,
             pixel_mm=pixel_mm,
         )
+
+    def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict:
+        from .encoder_check import REFERENCE, against_fp32
+
+        used = self.sam(device, self.checkpoint, self.model_type)
+        reference = self.sam(device, self.checkpoint, self.model_type, precision=REFERENCE, runtime="torch")
+        return against_fp32(used, reference, self.window, volume, labels, axis, slices)
 
     def _own_embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
         return self.embedder(volume, axis, device, self.checkpoint, self.model_type, self.window)

@@ -24,13 +24,18 @@ def default_cache_dir() -> Path:
     """$FEWSHOT3D_CACHE_DIR, else the platform's user cache folder (XDG on Linux)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
+    return user_cache_root() / "embeddings"
+
+
+def user_cache_root() -> Path:
+    """The project's folder in the platform's user cache (XDG on Linux)."""
     if os.name == "nt":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     elif os.uname().sysname == "Darwin":
         base = Path.home() / "Library" / "Caches"
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "napari-fewshot3d" / "embeddings"
+    return base / "napari-fewshot3d"
 
 
 def content_key(array: np.ndarray, **settings: object) -> str:

@@ -57,6 +57,8 @@ class SliceEmbedder:
         body = self._to_view(np.any(self.windowed > BODY_LEVEL, axis=axis)) if pixel_mm > 0 else None
         self.letterbox = letterbox_at(view_shape, model.image_size, spacing, pixel_mm, body)
         fixed = {"letterbox": repr(self.letterbox)} if self.letterbox.pixel_mm > 0 else {}
+        if model.runtime != "torch":  # (torch's keys stay those of earlier versions: their caches stay valid)
+            fixed["runtime"] = model.runtime
         self.key = content_key(
             volume.array,
             model=model.model_id,

