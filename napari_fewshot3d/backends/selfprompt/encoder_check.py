@@ -2,9 +2,10 @@
 bf16 units, fp16 on CUDA) against plain PyTorch fp32, measured on the same slices in the same process: a faster
 runtime is kept only if the masks it leads to are the same.
 
-Each model encodes the chosen slices (after one untimed slice, so that neither pays its first call); SAM's decoder,
-prompted with the box of the reference structure on each slice, turns each embedding into a mask, and the masks of
-the runtime are scored against those of fp32.
+Each model encodes the chosen slices, alternating slice by slice (after one untimed slice each, so that neither pays
+its first call), and the median time per slice is kept; SAM's decoder, prompted with the box of the reference
+structure on each slice, turns each embedding into a mask, and the masks of the runtime are scored against those of
+fp32.
 """
 
 from __future__ import annotations
@@ -30,14 +31,23 @@ def against_fp32(used, reference, window: dict, volume: Volume, labels: np.ndarr
         raise ValueError("no structure in the labels to prompt the decoder with")
     chosen = sorted({int(present[round(i)]) for i in np.linspace(0, present.size - 1, slices + 1)})
     warm_up, timed = chosen[0], chosen[1:] or chosen
-    seconds, masks = {}, {}
-    for name, model in (("runtime", used), ("reference", reference)):
-        embedder = SliceEmbedder(model, volume, axis, EmbeddingCache(use_disk=False), window, clock=EncoderClock())
+    models = {"runtime": used, "reference": reference}
+    embedders = {
+        name: SliceEmbedder(model, volume, axis, EmbeddingCache(use_disk=False), window, clock=EncoderClock())
+        for name, model in models.items()
+    }
+    for embedder in embedders.values():
         embedder.get([warm_up])
-        started = time.perf_counter()
-        embedder.get(timed)
-        seconds[name] = (time.perf_counter() - started) / len(timed)
-        masks[name] = {}
+    # slice by slice, one runtime then the other: a machine whose speed drifts (another job, turbo) drifts for both
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for index in timed:
+        for name, embedder in embedders.items():
+            started = time.perf_counter()
+            embedder.get([index])
+            times[name].append(time.perf_counter() - started)
+    seconds = {name: float(np.median(t)) for name, t in times.items()}
+    masks: dict[str, dict[int, np.ndarray]] = {name: {} for name in models}
+    for name, embedder in embedders.items():
         for index in timed:
             truth = np.take(labels, index, axis=axis) != 0
             refined = embedder.refine(index, truth)
