@@ -87,7 +87,10 @@ def adapt(
         raise InputError("support labels are not on the image's grid")
     chosen = _backend(backend)
     check_support(support, chosen)
-    return chosen.adapt(volume, support, resolve_device(device), Task.of(progress, cancel))
+    task = Task.of(progress, cancel)
+    if support.partial_slices:  # scribbles: every backend learns from complete slices
+        support, task = support.completed(volume, task.sub(0.0, 0.05)), task.sub(0.05, 1.0)
+    return chosen.adapt(volume, support, resolve_device(device), task)
 
 
 def check_support(support: SupportSet, backend: str | Backend) -> None:
@@ -149,15 +152,21 @@ def apply_model(
 
 
 def keep_painted(labels: np.ndarray, support: SupportSet) -> np.ndarray:
-    """On each class's painted slices, the user's painting wins over any prediction (both ways)."""
+    """On each class's painted slices, the user's painting wins over any prediction (both ways). On a partial
+    (scribbled) slice only the strokes are known: the prediction keeps the rest, never covers a background stroke
+    and never leaves a class's stroke."""
     labels = labels.copy()
     painted = support.labels.array
+    partial = set(support.partial_slices)
     for cls in support.classes:
         for index in support.negative_slices(cls.value):
             predicted = support.slice_of(labels, index)  # a view: edits land in ``labels``
             user = support.slice_of(painted, index)
-            predicted[(predicted == cls.value) & (user != cls.value)] = 0
+            known_not = (user != cls.value) & (user != 0) if index in partial else user != cls.value
+            predicted[(predicted == cls.value) & known_not] = 0
             predicted[user == cls.value] = cls.value
+    for index in partial:
+        support.slice_of(labels, index)[support.slice_of(painted, index) == support.background] = 0
     return labels
 
 

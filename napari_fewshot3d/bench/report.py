@@ -185,10 +185,44 @@ def _time_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _per_structure_table(results: dict[str, Any]) -> str:
+def scribble_gap(rows: Sequence[dict], backend: str, k: int, metric: str = "dice") -> float | None:
+    """Mean of (scribbles − complete slices) for one backend over the case × structure pairs where both succeeded:
+    what painting strokes instead of whole slices costs."""
+    whole = {_pair_key(r)[:3]: r.get(metric) for r in _select(rows, backend, k) if r["status"] == "ok"}
+    gaps = [
+        r[metric] - whole[_pair_key(r)[:3]]
+        for r in _select(rows, backend, k, "scribbles")
+        if r["status"] == "ok" and r.get(metric) is not None and whole.get(_pair_key(r)[:3]) is not None
+    ]
+    return mean(gaps) if gaps else None
+
+
+def _scribble_section(results: dict[str, Any]) -> list[str]:
+    rows = results["rows"]
+    ks = _ks([r for r in rows if r["slices"] == "scribbles"])
+    gaps = ["| backend | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    gaps += [f"| {b} | " + " | ".join(_signed(scribble_gap(rows, b, k)) for k in ks) + " |" for b in _backends(results)]
+    return [
+        "## Scribbles\n",
+        "The same protocol slices painted as strokes (bench/strokes.py: one thinned stroke inside each structure, "
+        "arcs on a ring 1 cm around it covering half of it, the rest of the slice unpainted); the engine completes "
+        "each scribbled slice before any backend learns. Whole volume:\n",
+        dice_table(results, "dice", "scribbles") + "\n",
+        "Unpainted slices:\n",
+        dice_table(results, "dice_unpainted", "scribbles") + "\n",
+        "After one correction (a complete slice):\n",
+        dice_table(results, "dice_corrected", "scribbles") + "\n",
+        "Scribbles − complete slices (whole-volume Dice, mean over the same pairs):\n",
+        "\n".join(gaps) + "\n",
+        "Per structure, scribbles:\n",
+        _per_structure_table(results, "scribbles") + "\n",
+    ]
+
+
+def _per_structure_table(results: dict[str, Any], slices: str = "protocol") -> str:
     """Dice whole volume / unpainted per case, structure, backend and k; below each structure, which backend was
     best at each k (whole-volume Dice) and by how much over the runner-up."""
-    rows = [r for r in results["rows"] if r["slices"] == "protocol"]
+    rows = [r for r in results["rows"] if r["slices"] == slices]
     ks = _ks(rows)
     lines = [
         "| case | structure | backend | " + " | ".join(f"k={k}" for k in ks) + " |",
@@ -274,6 +308,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         parts += [f"## Random painted slices (seeds {seeds}; mean over seeds too)\n", "Whole volume:\n"]
         parts += [dice_table(results, "dice", "random") + "\n", "Unpainted slices:\n"]
         parts += [dice_table(results, "dice_unpainted", "random") + "\n"]
+    if any(r["slices"] == "scribbles" for r in rows):
+        parts += _scribble_section(results)
     parts += ["## Per structure (Dice whole volume / unpainted slices)\n", _per_structure_table(results) + "\n"]
     parts += [apply_table(results.get("apply_rows", []))]
     parts += ["## Notes\n", "\n".join(f"- {note}" for note in _notes(results)) + "\n"]

@@ -31,6 +31,7 @@ from .cases import Case, choose_structures, find_cases, make_support
 from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
 from .other_scan import isotropic
 from .report import BASELINE, PEERS, write_report
+from .strokes import scribble_support
 
 RESULTS_FORMAT_VERSION = 1
 
@@ -55,6 +56,8 @@ class BenchConfig:
     quiet: bool = False
     #: The apply section (bench/apply.py): models saved, loaded and applied to other scans, for saveable backends.
     apply: bool = True
+    #: Also run every protocol support set as scribbles (bench/strokes.py): strokes in place of complete slices.
+    scribbles: bool = False
     #: Resample every case (image and reference) to cubic voxels of this many mm before the protocol.
     spacing: float | None = None
     #: Backend options (``--weights`` ...), each given to the backends that take it.
@@ -132,7 +135,7 @@ def one_correction(support: SupportSet, prediction: np.ndarray, reference: Volum
     truth = np.where(np.isin(reference.array, values), reference.array, 0)
     labels, empty = merge_reviewed(support.labels, truth, [worst], support.axis)
     return SupportSet.from_labels(
-        labels, support.axis, support.class_names, empty_slices=[*support.empty_slices, *empty]
+        labels, support.axis, support.class_names, [*support.empty_slices, *empty], support.background
     )
 
 
@@ -163,14 +166,16 @@ def evaluate_run(image: Volume, reference: Volume, support: SupportSet, backend:
 
 
 def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tuple]:
-    """(case, structures, k, seed) in run order; each is run by every backend in turn."""
+    """(case, structures, k, seed, scribbles) in run order; each is run by every backend in turn."""
     plan = []
     for case in cases:
         groups = [chosen[case.name]] if config.multiclass else [[s] for s in chosen[case.name]]
         for structures in filter(None, groups):
             for k in config.k:
                 for seed in [None, *config.random_seeds]:
-                    plan.append((case, structures, k, seed))
+                    plan.append((case, structures, k, seed, False))
+                if config.scribbles:
+                    plan.append((case, structures, k, None, True))
     return plan
 
 
@@ -298,13 +303,16 @@ class _Runner:
         write_labels(self.image.with_array(array), self.partial / f"{stem}.nii.gz", names)
         return f"predictions/{stem}.nii.gz"
 
-    def run(self, case: Case, structures: list, k: int, seed: int | None) -> None:
-        """Every backend on the support set of one (case, structures, k, seed)."""
+    def run(self, case: Case, structures: list, k: int, seed: int | None, scribbles: bool = False) -> None:
+        """Every backend on the support set of one (case, structures, k, seed), painted as strokes with
+        ``scribbles``."""
         if case.name != self.case_name:
             self._load(case)
         support = make_support(self.reference, structures, self.axis, k, seed)
+        if scribbles:
+            support = scribble_support(support)
         what = "multiclass" if self.config.multiclass else structures[0][0]
-        stem = f"{case.name}_{what}_k{k}" + ("" if seed is None else f"_seed{seed}")
+        stem = f"{case.name}_{what}_k{k}" + ("" if seed is None else f"_seed{seed}") + ("_scribbles" * scribbles)
         support_file = self._save(f"{stem}_support", support.labels.array, support.class_names)
         for name in self.backend_names:
             self.bar.set_postfix_str(f"{case.name} {what} k={k} {name}", refresh=False)
@@ -314,7 +322,7 @@ class _Runner:
                 "case": case.name,
                 "k": k,
                 "backend": name,
-                "slices": "protocol" if seed is None else "random",
+                "slices": "scribbles" if scribbles else "protocol" if seed is None else "random",
                 "seed": seed,
                 "multiclass": self.config.multiclass,
                 "device": self.device,
@@ -326,7 +334,7 @@ class _Runner:
             self.runs += 1
             self.rows.extend(common | row for row in run_rows)
             if prediction is None:  # one note per failed run, however many structures it scored
-                where = "" if seed is None else f" (random slices, seed {seed})"
+                where = " (scribbles)" if scribbles else "" if seed is None else f" (random slices, seed {seed})"
                 self.bar.write(
                     f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
                 )

@@ -52,6 +52,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="resample every case (image and reference) to cubic voxels of MM mm first: time and memory on a finer "
         "grid (the report says it is resampled)",
     )
+    parser.add_argument(
+        "--scribbles",
+        action="store_true",
+        help="also paint each protocol slice as strokes (one inside each structure, arcs around it) instead of whole",
+    )
     parser.add_argument("--multiclass", action="store_true", help="paint all structures of a case at once")
     parser.add_argument("--save-predictions", action="store_true", help="write predictions and painted support")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

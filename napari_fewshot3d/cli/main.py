@@ -29,7 +29,7 @@ from ..engine import (
     save_model,
 )
 from ..errors import Cancelled, InputError
-from ..support import SupportSet
+from ..support import SupportSet, background_in
 from ..volume import AXIS_NAMES, resample_onto_grid
 from ..volume_io import check_writable, check_writable_for, read_image, read_labels, write_labels
 from .bench import add_bench_arguments, config_from_args
@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--backend", default=DEFAULT_BACKEND, help=f"one of {', '.join(available_backends())}")
     _add_device(seg)
     seg.add_argument("--axis", default="axial", help="slicing axis of the painted slices: axial, coronal, sagittal")
+    seg.add_argument(
+        "--background-label",
+        type=int,
+        metavar="N",
+        help="label value of background strokes (scribbles): a slice holding it counts only where it is painted "
+        "(default: a class named 'background' in the support file, else none)",
+    )
     seg.add_argument("--save-model", metavar="MODEL", help="also save the adapted model, for `fewshot3d apply`")
     seg.add_argument("--quiet", action="store_true", help="no progress output")
     add_backend_arguments(seg)
@@ -139,7 +146,10 @@ def cmd_segment(args: argparse.Namespace) -> None:
     printer = ProgressPrinter(args.quiet)
     image = _read_input(args.image, args.series, args.out, printer)
     labels = resample_onto_grid(read_labels(args.support, reference=image), image, what="support labels")
-    support = SupportSet.from_labels(labels, args.axis)
+    background = args.background_label
+    if background is None:
+        background = background_in(labels.metadata.get("class_names", {}))
+    support = SupportSet.from_labels(labels, args.axis, background=background)
     check_support(support, backend)
 
     try:
@@ -150,6 +160,8 @@ def cmd_segment(args: argparse.Namespace) -> None:
     if args.save_model:
         save_model(model, args.save_model)
     classes = ", ".join(f"{c.name} ({c.value}): {len(c.slices)} slices" for c in support.classes)
+    if support.partial_slices:
+        classes += f"; {len(support.partial_slices)} scribbled (background label {support.background})"
     printer.say(
         f"wrote {args.out} [{backend.name} on {device}; {classes}; {time.perf_counter() - printer.started:.1f} s]"
     )

@@ -287,3 +287,42 @@ def test_apply_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
     for args, fragment in cases:
         assert_input_error(fewshot3d("apply", *args), fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image.nii.gz", "text.nii.gz"]
+
+
+@pytest.mark.slow
+def test_segment_from_scribbles_with_a_background_label_or_a_class_named_background(ct_liver_support, tmp_path):
+    """Strokes inside the liver and arcs around it on 3 slices: the CLI completes them and segments the liver."""
+    from napari_fewshot3d.bench.strokes import scribble_support
+    from napari_fewshot3d.support import SupportSet
+
+    painted = read_labels(ct_liver_support["support"])
+    strokes = scribble_support(SupportSet.from_labels(painted, 2)).labels  # background label LIVER + 1
+    background = LIVER + 1
+    by_value = write_labels(strokes, tmp_path / "strokes.nii.gz")
+    by_name = write_labels(strokes, tmp_path / "strokes.seg.nrrd", {LIVER: "liver", background: "Background"})
+    reference = read_labels(data_path("ct_abdomen") / "reference_labels.nii.gz").array == LIVER
+    full = interpolate_between_slices(painted.array, axis=2) == LIVER
+    for support, extra in ((by_value, ["--background-label", str(background)]), (by_name, [])):
+        out = tmp_path / f"liver_{len(extra)}.nii.gz"
+        args = ["--support", support, "--out", out, "--backend", "interpolate", *extra]
+        result = fewshot3d("segment", ct_liver_support["image"], *args)
+        assert result.returncode == 0, result.stderr
+        assert f"3 scribbled (background label {background})" in result.stderr
+        mask = read_labels(out).array
+        assert set(np.unique(mask)) == {0, LIVER}  # the background label is never written as a class
+        assert np.all(mask[strokes.array == LIVER] == LIVER) and not np.any(mask[strokes.array == background])
+        assert dice(mask == LIVER, reference) > dice(full, reference) - 0.08
+    # 0 is "unpainted", never the background
+    result = fewshot3d(
+        "segment",
+        ct_liver_support["image"],
+        "--support",
+        by_value,
+        "--out",
+        tmp_path / "x.nii.gz",
+        "--backend",
+        "interpolate",
+        "--background-label",
+        "0",
+    )
+    assert_input_error(result, "background label must be a positive label value")

@@ -1,0 +1,156 @@
+"""Scribbles: strokes inside and outside a structure on a slice, the rest unknown; completed before learning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_fewshot3d import engine
+from napari_fewshot3d.errors import InputError
+from napari_fewshot3d.masks import dice
+from napari_fewshot3d.preprocess import intensity_window
+from napari_fewshot3d.progress import Task
+from napari_fewshot3d.scribbles import complete_slice
+from napari_fewshot3d.support import SupportSet
+from napari_fewshot3d.volume import Volume
+
+BACKGROUND = 9
+
+
+def cylinder_case(shape=(40, 48, 48)) -> tuple[Volume, np.ndarray]:
+    """A CT-like volume: a bright tube whose radius changes along axis 0, in darker tissue; and its mask."""
+    z, y, x = np.indices(shape)
+    radius = 8 + 6 * np.sin(np.pi * z / shape[0])
+    mask = (y - 24) ** 2 + (x - 22) ** 2 <= radius**2
+    rng = np.random.default_rng(0)
+    image = np.where(mask, 120, -20) + rng.normal(0, 8, shape)
+    return Volume(image.astype(np.int16), np.diag([2.0, 1.0, 1.0, 1.0]), "tube"), mask
+
+
+def strokes_on(mask2d: np.ndarray) -> np.ndarray:
+    """One short stroke through the middle and two arcs well outside, as a user would scribble."""
+    strokes = np.zeros(mask2d.shape, np.uint8)
+    rows, cols = np.nonzero(mask2d)
+    cy, cx = int(rows.mean()), int(cols.mean())
+    strokes[cy, cx - 3 : cx + 4] = 1
+    strokes[2, 5:40] = BACKGROUND
+    strokes[5:40, 45] = BACKGROUND
+    return strokes
+
+
+def scribbled(shape, mask: np.ndarray, slices: list[int]) -> np.ndarray:
+    labels = np.zeros(shape, np.uint8)
+    for s in slices:
+        labels[s] = strokes_on(mask[s])
+    return labels
+
+
+def test_slices_holding_the_background_label_are_partial_and_it_is_no_class():
+    image, mask = cylinder_case()
+    labels = scribbled(image.shape, mask, [10, 30])
+    labels[20] = mask[20]  # one complete slice beside them
+    support = SupportSet.from_labels(image.with_array(labels), 0, background=BACKGROUND)
+    assert support.values == [1] and support.background == BACKGROUND
+    assert support.partial_slices == (10, 30) and support.get(1).slices == (10, 20, 30)
+    plain = SupportSet.from_labels(image.with_array(labels), 0)  # without the option, 9 is just a class
+    assert plain.values == [1, BACKGROUND] and plain.partial_slices == ()
+
+
+def test_bad_scribbles_are_refused_with_a_reason():
+    image, mask = cylinder_case()
+    only_background = np.where(scribbled(image.shape, mask, [10]) == BACKGROUND, BACKGROUND, 0).astype(np.uint8)
+    with pytest.raises(InputError, match="only background strokes"):
+        SupportSet.from_labels(image.with_array(only_background), 0, background=BACKGROUND)
+    labels = scribbled(image.shape, mask, [10])
+    with pytest.raises(InputError, match="positive label value"):
+        SupportSet.from_labels(image.with_array(labels), 0, background=0)
+    with pytest.raises(InputError, match="declared empty but holds background strokes"):
+        SupportSet.from_labels(image.with_array(labels), 0, empty_slices=[10], background=BACKGROUND)
+
+
+def test_a_scribbled_slice_is_completed_along_the_structure_and_keeps_its_strokes():
+    image, mask = cylinder_case()
+    strokes = strokes_on(mask[20])
+    completed = complete_slice(intensity_window(image.array[20]), strokes, BACKGROUND)
+    assert dice(completed == 1, mask[20]) > 0.95
+    assert np.all(completed[strokes == 1] == 1) and np.all(completed[strokes == BACKGROUND] == 0)
+    assert set(np.unique(completed)) <= {0, 1}
+
+
+def test_scribbles_give_the_whole_structure_and_the_users_strokes_are_kept_and_untouched():
+    image, mask = cylinder_case()
+    labels = scribbled(image.shape, mask, [8, 20, 32])
+    user = image.with_array(labels)
+    support = SupportSet.from_labels(user, 0, background=BACKGROUND)
+    result, _ = engine.run(image, support, "interpolate", "cpu")
+    inside = slice(8, 33)
+    assert dice(result.array[inside] == 1, mask[inside]) > 0.9
+    # the strokes as painted: class strokes stay the class, background strokes never a class
+    assert np.all(result.array[labels == 1] == 1) and np.all(result.array[labels == BACKGROUND] == 0)
+    assert np.array_equal(user.array, labels) and np.array_equal(support.labels.array, labels)
+    # read as complete slices the strokes would be the whole structure there: far below
+    as_complete = SupportSet.from_labels(image.with_array(np.where(labels == 1, 1, 0).astype(np.uint8)), 0)
+    naive, _ = engine.run(image, as_complete, "interpolate", "cpu")
+    assert dice(naive.array[inside] == 1, mask[inside]) < 0.3
+
+
+def test_keep_painted_on_a_partial_slice_trusts_only_the_strokes():
+    image, mask = cylinder_case()
+    labels = scribbled(image.shape, mask, [20])
+    support = SupportSet.from_labels(image.with_array(labels), 0, background=BACKGROUND)
+    prediction = np.zeros(image.shape, np.uint8)
+    prediction[20] = mask[20]
+    prediction[20, 2, 5:40] = 1  # a prediction over a background stroke
+    prediction[20, 24, 22] = 0  # and a hole on the class stroke
+    kept = engine.keep_painted(prediction, support)
+    assert np.all(kept[20][labels[20] == BACKGROUND] == 0) and kept[20, 24, 22] == 1
+    unknown = (labels[20] == 0) & mask[20]
+    assert np.all(kept[20][unknown] == 1)  # unpainted pixels of a partial slice keep the prediction
+
+
+def test_completion_reports_progress_and_can_be_cancelled():
+    from napari_fewshot3d.errors import Cancelled
+    from napari_fewshot3d.progress import CancelToken
+
+    image, mask = cylinder_case()
+    support = SupportSet.from_labels(image.with_array(scribbled(image.shape, mask, [8, 20, 32])), 0, background=9)
+    seen: list[str] = []
+    support.completed(image, Task(lambda fraction, message: seen.append(message)))
+    assert any("scribbled slice" in m for m in seen)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        support.completed(image, Task(None, token))
+
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "ct_abdomen").is_dir(), reason="needs ../shared/data/ct_abdomen")
+def test_the_bench_strokes_of_a_real_kidney_complete_close_to_its_reference():
+    import json
+
+    from napari_fewshot3d.bench.cases import make_support
+    from napari_fewshot3d.bench.strokes import scribble_support
+    from napari_fewshot3d.masks import take_slice
+    from napari_fewshot3d.volume import resample_onto_grid
+    from napari_fewshot3d.volume_io import read_image, read_labels
+
+    image = read_image(DATA / "ct_abdomen" / "image.nii.gz")
+    reference = resample_onto_grid(read_labels(DATA / "ct_abdomen" / "reference_labels.nii.gz"), image, what="ref")
+    axis = image.slicing_axis("axial")
+    names = json.loads((DATA / "ct_abdomen" / "labels.json").read_text())["labels"]
+    value = next(int(v) for v, name in names.items() if name == "kidney_left")
+    full = make_support(reference, [("organ", value)], axis, 3, None)
+    strokes = scribble_support(full)
+    assert strokes.partial_slices == full.get(value).slices
+    painted = np.isin(strokes.labels.array, [value]).sum()
+    assert painted < 0.25 * (full.labels.array == value).sum()  # strokes, not slices
+    completed = strokes.completed(image, Task(None))
+    scores = [
+        dice(take_slice(completed.labels.array, axis, s) == value, take_slice(reference.array, axis, s) == value)
+        for s in strokes.partial_slices
+    ]
+    assert np.mean(scores) > 0.85
