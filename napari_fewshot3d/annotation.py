@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .support import SupportSet, changed_slices, merge_reviewed
+from .support import SupportSet, background_in, changed_slices, merge_reviewed
 from .volume import Volume
 
 
@@ -42,14 +42,16 @@ class Annotation:
     ) -> Round:
         """The support of the next adaptation: the painted labels alone, or (re-adapting, given the prediction as the
         user has corrected it) with every slice reviewed in this or an earlier round taken from the correction.
-        Changes nothing here; see :meth:`commit`."""
+        Changes nothing here; see :meth:`commit`. A class named "background" marks scribbles (see support.py)."""
+        background = background_in({**painted.metadata.get("class_names", {}), **(class_names or {})})
         if corrected is None:
-            return Round(SupportSet.from_labels(painted, self.axis, class_names), frozenset(), readapt=False)
+            support = SupportSet.from_labels(painted, self.axis, class_names, background=background)
+            return Round(support, frozenset(), readapt=False)
         if self.shown is None:
             raise InputError("nothing to re-adapt: run 'Adapt and segment' first")
         reviewed = self.reviewed | changed_slices(self.shown, corrected, self.axis)
         labels, empty = merge_reviewed(painted, corrected, reviewed, self.axis)
-        support = SupportSet.from_labels(labels, self.axis, class_names, empty_slices=empty)
+        support = SupportSet.from_labels(labels, self.axis, class_names, empty, background)
         return Round(support, frozenset(reviewed), readapt=True)
 
     def commit(self, shown: np.ndarray | None, done: Round | None = None) -> None:

@@ -30,6 +30,7 @@ from .. import engine
 from ..annotation import Round
 from ..backends import DEFAULT_BACKEND, Backend, available_backends, get_backend
 from ..errors import InputError
+from ..support import BACKGROUND_NAME, background_in
 from ..volume import Volume
 from .jobs import EMBED, JobRunner, describe_error
 from .layer_io import class_info, layer_to_volume
@@ -77,6 +78,11 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
     def _build(self) -> None:
         self.image_combo, self.support_combo = QComboBox(), QComboBox()
         self.new_support_button = QPushButton("New support layer")
+        self.background_button = QPushButton("Paint background")
+        self.background_button.setToolTip(
+            "Scribbles: paint strokes of 'background' where no structure is, and a stroke inside each structure; "
+            "on a slice holding background strokes only what you painted counts"
+        )
         self.backend_combo, self.device_combo, self.axis_combo = QComboBox(), QComboBox(), QComboBox()
         self.backend_combo.addItems(available_backends())
         self.backend_combo.setCurrentText(DEFAULT_BACKEND)
@@ -89,7 +95,10 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Support labels", self.support_combo)
-        form.addRow("", self.new_support_button)
+        support_buttons = QHBoxLayout()
+        support_buttons.addWidget(self.new_support_button)
+        support_buttons.addWidget(self.background_button)
+        form.addRow("", support_buttons)
         form.addRow("Classes", self.classes_edit)
         form.addRow("Backend", self.backend_combo)
         form.addRow("Device", self.device_combo)
@@ -136,6 +145,7 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
         self.setMinimumWidth(self.fontMetrics().horizontalAdvance(f"{TITLE} (napari-fewshot3d)") + 140)
 
         self.new_support_button.clicked.connect(lambda: self.new_support_layer())
+        self.background_button.clicked.connect(lambda: self.paint_background())
         self.adapt_button.clicked.connect(self.adapt_and_segment)
         self.readapt_button.clicked.connect(self.readapt)
         self.accept_button.clicked.connect(lambda: self.accept())
@@ -342,6 +352,29 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
         self.viewer.layers.selection.active = layer
         return layer
 
+    def paint_background(self) -> int | None:
+        """Select the background label in the support layer (naming one in Classes if none is), to paint strokes
+        of "certainly no structure": scribbles instead of whole slices. Returns its label value."""
+        try:
+            layer = self.support_layer()
+            names = parse_class_names(self.classes_edit.text())
+        except InputError as exc:
+            return self._fail(exc)
+        value = background_in(names)
+        if value is None:
+            painted = int(np.max(layer.data)) if np.size(layer.data) else 0
+            value = max([painted, *names]) + 1
+            names[value] = BACKGROUND_NAME
+            self.classes_edit.setText(format_class_names(names))
+        layer.selected_label = value
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        self._say(
+            f"Painting background (label {value}): on a slice with background strokes only what you paint counts; "
+            "paint a stroke inside each structure there too."
+        )
+        return value
+
     def adapt_and_segment(self) -> None:
         """Adapt to the support layer alone and show the prediction in its own layer."""
         self._adapt(readapt=False)
@@ -385,6 +418,8 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
             self._show_prediction(image_layer, result, support_set.class_names, support_set.class_colors)
             session.record(result, model, round_)
             painted = ", ".join(f"{c.name}: {len(c.slices)} slices" for c in support_set.classes)
+            if support_set.partial_slices:
+                painted += f", {len(support_set.partial_slices)} of them scribbled"
             corrected = f", {len(round_.reviewed)} corrected" if round_.reviewed else ""
             self._say(
                 f"Prediction ready ({backend.name}; {painted}{corrected}). Correct slices in it, then Re-adapt or "

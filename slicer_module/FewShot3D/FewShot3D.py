@@ -77,6 +77,7 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.paintButton.connect("clicked(bool)", self.onPaint)
+        self.ui.backgroundButton.connect("clicked(bool)", self.onPaintBackground)
         self.ui.adaptButton.connect("clicked(bool)", self.onAdapt)
         self.ui.readaptButton.connect("clicked(bool)", self.onReadapt)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
@@ -150,6 +151,7 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.saveModelButton.enabled = bool(self.logic and self.logic.hasModel()) and not busy
         self.ui.applyModelButton.enabled = bool(p and p.inputVolume) and not busy
         self.ui.paintButton.enabled = bool(p and p.inputVolume) and not busy
+        self.ui.backgroundButton.enabled = self.ui.paintButton.enabled
         self.ui.cancelButton.enabled = busy
 
     # ------------------------------------------------------------------ dependencies
@@ -200,8 +202,8 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ actions
 
-    def onPaint(self) -> None:
-        """Open Segment Editor on the painted segmentation and the input volume."""
+    def onPaint(self, segmentId: str | None = None) -> None:
+        """Open Segment Editor on the painted segmentation and the input volume (on ``segmentId`` if given)."""
         with slicer.util.tryWithErrorDisplay("Could not open Segment Editor.", waitCursor=True):
             p = self._parameterNode
             if not p.paintedSegmentation:
@@ -213,6 +215,18 @@ class FewShot3DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 editor.setSourceVolumeNode(p.inputVolume)
             else:  # Slicer before 5.2
                 editor.setMasterVolumeNode(p.inputVolume)
+            if isinstance(segmentId, str):
+                editor.setCurrentSegmentID(segmentId)
+
+    def onPaintBackground(self) -> None:
+        """Scribbles: the painted segmentation's Background segment (added if missing), opened in Segment Editor."""
+        with slicer.util.tryWithErrorDisplay("Could not add the background segment.", waitCursor=True):
+            p = self._parameterNode
+            if not p.paintedSegmentation:
+                p.paintedSegmentation = self.logic.newPaintedSegmentation(p.inputVolume)
+            segmentId = self.logic.backgroundSegment(p.paintedSegmentation)
+        self.say("Paint background strokes where no structure is, and a stroke inside each structure on those slices.")
+        self.onPaint(segmentId)
 
     def onAdapt(self) -> None:
         self._adapt(readapt=False)

@@ -19,7 +19,7 @@ from napari_fewshot3d.backends import AdaptedModel, Backend, get_backend
 from napari_fewshot3d.colors import class_color
 from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.progress import Task
-from napari_fewshot3d.support import SupportSet
+from napari_fewshot3d.support import SupportSet, background_in
 from napari_fewshot3d.volume import Volume
 
 from .geometry import Segment, SegmentClass, classes_of, labels_from_segments, segments_from_labels
@@ -64,8 +64,10 @@ class Prediction:
         if self.plan is None:
             said = f"applied a saved {self.model.backend_name} model"
             return "; ".join([said, *(f"warning: {w}" for w in self.warnings)])
-        painted = ", ".join(f"{c.name}: {len(c.slices)} slices" for c in self.plan.support.classes)
-        return f"{self.model.backend_name}; {painted}"
+        support = self.plan.support
+        painted = ", ".join(f"{c.name}: {len(c.slices)} slices" for c in support.classes)
+        scribbled = f", {len(support.partial_slices)} of them scribbled" if support.partial_slices else ""
+        return f"{self.model.backend_name}; {painted}{scribbled}"
 
 
 @dataclass
@@ -109,6 +111,9 @@ class FewShotSession:
             raise InputError("nothing painted: paint a few slices of each structure with Segment Editor")
         classes = classes_of(painted)
         labels = labels_from_segments(image, painted, classes)
+        # a segment named "Background" holds scribbles' background strokes: support, never an output segment
+        background = background_in({c.value: c.name for c in classes})
+        classes = [c for c in classes if c.value != background]
         array_axis = image.slicing_axis(axis)
         if self.rounds is None or self.rounds.axis != array_axis:
             self.rounds = Annotation(array_axis)

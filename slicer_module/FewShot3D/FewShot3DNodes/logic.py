@@ -109,6 +109,18 @@ class FewShot3DLogic(ScriptedLoadableModuleLogic):
         node.GetSegmentation().AddEmptySegment("", "structure 1")
         return node
 
+    def backgroundSegment(self, paintedNode) -> str:
+        """The id of the painted segmentation's segment named Background (added, grey, if there is none): its
+        strokes mark where no structure is, and a slice holding them counts only where it is painted (scribbles)."""
+        from napari_fewshot3d.support import background_in
+
+        segmentation = paintedNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+        found = background_in({n: segmentation.GetSegment(i).GetName() for n, i in enumerate(ids, start=1)})
+        if found is not None:
+            return ids[found - 1]
+        return segmentation.AddEmptySegment("", "Background", [0.6, 0.6, 0.6])
+
     def newOutputSegmentation(self, volumeNode):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()} prediction")
         node.CreateDefaultDisplayNodes()
