@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .masks import take_slice
 from .preprocess import intensity_window
@@ -31,8 +32,6 @@ BETA = 300.0
 def complete_slice(image: np.ndarray, strokes: np.ndarray, background: int) -> np.ndarray:
     """A complete labels slice from the strokes on one 2D slice (``image`` already windowed to [0, 1]):
     class values where the walk reaches a class's strokes first, 0 elsewhere; strokes are kept as drawn."""
-    from skimage.segmentation import random_walker
-
     values = [int(v) for v in np.unique(strokes) if v not in (0, background)]
     if not values:
         return np.zeros_like(strokes)
@@ -42,13 +41,23 @@ def complete_slice(image: np.ndarray, strokes: np.ndarray, background: int) -> n
     seeds[strokes == background] = len(values) + 1
     if not (seeds == len(values) + 1).any():  # nothing marked outside: the walk would give every pixel a class
         return np.where(strokes == background, 0, strokes)
-    with warnings.catch_warnings():  # a tolerance note about probabilities a hair outside [0, 1]: the argmax is fine
-        warnings.filterwarnings("ignore", message="The probability range is outside")
-        walked = random_walker(image.astype(np.float64), seeds, beta=BETA, mode="cg_j", tol=1e-4)
+    if np.ptp(image) == 0:  # no contrast at all: a walk meets no boundary, so each pixel takes its nearest stroke
+        _, (rows, cols) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+        walked = seeds[rows, cols]
+    else:
+        walked = _walk(image, seeds)
     completed = np.zeros_like(strokes)
     for n, value in enumerate(values, start=1):
         completed[walked == n] = value
     return completed
+
+
+def _walk(image: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import random_walker
+
+    with warnings.catch_warnings():  # a tolerance note about probabilities a hair outside [0, 1]: the argmax is fine
+        warnings.filterwarnings("ignore", message="The probability range is outside")
+        return random_walker(image.astype(np.float64), seeds, beta=BETA, mode="cg_j", tol=1e-4)
 
 
 def complete(
@@ -61,8 +70,10 @@ def complete(
     windowed = intensity_window(image.array)
     for n, index in enumerate(partial):
         task.report(n / len(partial), f"completing scribbled slice {index}")
-        take_slice(completed, axis, index)[...] = complete_slice(
-            take_slice(windowed, axis, index), take_slice(labels, axis, index), background
-        )
+        seen = take_slice(windowed, axis, index)
+        if np.ptp(seen) == 0:  # the window flattens this slice (an unusual range): its own range instead
+            raw = take_slice(image.array, axis, index).astype(np.float32)
+            seen = (raw - raw.min()) / max(float(np.ptp(raw)), 1e-12)
+        take_slice(completed, axis, index)[...] = complete_slice(seen, take_slice(labels, axis, index), background)
     task.report(1.0, "scribbles completed")
     return completed

@@ -154,3 +154,11 @@ def test_the_bench_strokes_of_a_real_kidney_complete_close_to_its_reference():
         for s in strokes.partial_slices
     ]
     assert np.mean(scores) > 0.85
+
+
+def test_a_slice_without_contrast_gives_each_pixel_its_nearest_stroke():
+    strokes = np.zeros((20, 30), np.uint8)
+    strokes[10, 4] = 1
+    strokes[10, 25] = BACKGROUND
+    completed = complete_slice(np.zeros((20, 30), np.float32), strokes, BACKGROUND)
+    assert np.all(completed[:, :14] == 1) and np.all(completed[:, 15:] == 0)
