@@ -5,6 +5,9 @@ in a support layer made by the widget, adapts, and saves what a user sees at eac
 (run it under Xvfb), the shared data folder, and no network:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python -m tests.plugin.make_screenshots OUT_DIR [--backend selfprompt-sam]
+
+With ``--scribbles`` the structure is painted as strokes instead (bench/strokes.py, background strokes with the
+widget's "Paint background"), and the shots are 4-scribbled-slice.png and 5-scribbles-prediction.png.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="liver", help="its class name (default liver)")
     parser.add_argument("--k", type=int, default=3, help="painted slices (default 3)")
     parser.add_argument("--backend", default="interpolate", help="backend (default interpolate)")
+    parser.add_argument("--scribbles", action="store_true", help="paint strokes instead of whole slices")
     args = parser.parse_args(argv)
 
     import napari
@@ -73,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     target = np.where(reference.array == args.value, args.value, 0).astype(np.uint8)
     painted = paint_slices(target, [args.value], 2, k=args.k)
     support_layer = widget.new_support_layer()
-    support_layer.data[...] = volume_to_layer_data(reference.with_array(painted))[0]
-    support_layer.refresh()
     widget.classes_edit.setText(f"{args.value}={args.name}")
     slices = np.flatnonzero(painted.any(axis=(0, 1)))
+    if args.scribbles:
+        return scribbles(viewer, widget, support_layer, reference, painted, args, int(slices[len(slices) // 2]))
+    support_layer.data[...] = volume_to_layer_data(reference.with_array(painted))[0]
+    support_layer.refresh()
     show_slice(viewer, reference.affine, reference.shape, int(slices[len(slices) // 2]))
     wait_idle(widget)
     viewer.screenshot(str(args.out / "1-painted-slice.png"), canvas_only=False)
@@ -96,6 +102,32 @@ def main(argv: list[str] | None = None) -> int:
     wait_idle(widget)
     viewer.screenshot(str(args.out / "3-prediction-3d.png"), canvas_only=False)
     sys.stdout.write(f"wrote 3 screenshots to {args.out}/\n")
+    viewer.close()
+    return 0
+
+
+def scribbles(viewer, widget, support_layer, reference, painted, args, middle: int) -> int:
+    """Strokes in place of the painted slices, background with the widget's button; the result on a scribbled slice."""
+    from napari_fewshot3d.bench.strokes import scribble_slices
+
+    background = widget.paint_background()
+    pixel_mm = float(np.mean(reference.spacing[:2]))
+    strokes = scribble_slices(painted, [args.value], 2, pixel_mm, background)
+    support_layer.data[...] = volume_to_layer_data(reference.with_array(strokes))[0]
+    support_layer.refresh()
+    show_slice(viewer, reference.affine, reference.shape, middle)
+    wait_idle(widget)
+    viewer.screenshot(str(args.out / "4-scribbled-slice.png"), canvas_only=False)
+    widget.adapt_and_segment()
+    wait_idle(widget)
+    if widget.prediction_layer is None:
+        sys.stderr.write(f"error: no prediction: {widget.jobs.last_message}\n")
+        return 1
+    widget.prediction_layer.opacity = 0.45
+    viewer.layers.move(viewer.layers.index(support_layer), len(viewer.layers))  # the strokes drawn on top
+    wait_idle(widget)
+    viewer.screenshot(str(args.out / "5-scribbles-prediction.png"), canvas_only=False)
+    sys.stdout.write(f"wrote 2 screenshots to {args.out}/\n")
     viewer.close()
     return 0
 
