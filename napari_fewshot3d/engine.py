@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic_file import write_atomically
 from .backends import DEFAULT_BACKEND, AdaptedModel, Backend, get_backend
+from .backends.base import Focus
 from .errors import InputError
 from .progress import CancelToken, ProgressCallback, Task
 from .support import SupportSet
@@ -64,14 +65,16 @@ def embed(
     progress: ProgressCallback | Task | None = None,
     cancel: CancelToken | None = None,
     axis: str | int = "axial",
+    focus: Focus | None = None,
 ) -> None:
     """Precompute (and cache) what the backend needs from the image alone, for every slice along ``axis``.
 
     Optional: adapt and segment compute what they miss themselves, and only for the slices they
     need. Front ends run this in the background as soon as an image is chosen, so that painting
-    time is not wasted.
+    time is not wasted; ``focus()`` gives the slice in view (array index along ``axis``, or None), done first.
     """
-    _backend(backend).embed(volume, resolve_device(device), Task.of(progress, cancel), volume.slicing_axis(axis))
+    task, array_axis = Task.of(progress, cancel), volume.slicing_axis(axis)
+    _backend(backend).embed(volume, resolve_device(device), task, array_axis, focus)
 
 
 def adapt(

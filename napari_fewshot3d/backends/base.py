@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,10 @@ import numpy as np
 from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
+
+#: The slice (array index along the embedding axis) the user is looking at now, or None: background embedding asks
+#: it as it goes, so that the slices the user is about to paint are ready first.
+Focus = Callable[[], "int | None"]
 
 
 @dataclass
@@ -62,8 +67,11 @@ class Backend(ABC):
     def __init__(self) -> None:
         self.encoder_clock = EncoderClock()
 
-    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:  # noqa: B027 - optional hook
-        """Precompute what adapting needs from the image alone (cached), slices along array ``axis``."""
+    def embed(  # noqa: B027 - optional hook
+        self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None
+    ) -> None:
+        """Precompute what adapting needs from the image alone (cached), slices along array ``axis``; a backend that
+        works slice by slice does those nearest ``focus()`` (the slice the user looks at, asked as it goes) first."""
 
     @abstractmethod
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:

@@ -32,7 +32,7 @@ from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
 from . import get_backend
-from .base import AdaptedModel, Backend
+from .base import AdaptedModel, Backend, Focus
 
 NAME = "hybrid"
 SAM, FOREST = "selfprompt-sam", "pixel-classifier"
@@ -65,8 +65,8 @@ class HybridBackend(Backend):
         self.encoder_clock = self.parts[FOREST].encoder_clock = self.parts[SAM].encoder_clock
         self._last: _Round | None = None
 
-    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
-        self.parts[SAM].embed(volume, device, task.sub(0.0, 0.7), axis)
+    def embed(self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None) -> None:
+        self.parts[SAM].embed(volume, device, task.sub(0.0, 0.7), axis, focus)
         self.parts[FOREST].embed(volume, device, task.sub(0.7, 1.0), axis)
 
     def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict | None:

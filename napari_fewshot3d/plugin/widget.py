@@ -32,6 +32,7 @@ from ..backends import DEFAULT_BACKEND, Backend, available_backends, get_backend
 from ..errors import InputError
 from ..support import BACKGROUND_NAME, background_in
 from ..volume import Volume
+from .focus import SliceInView
 from .jobs import EMBED, JobRunner, describe_error
 from .layer_io import class_info, layer_to_volume
 from .reader import labels_layer_data
@@ -64,6 +65,7 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
         self._backends: dict[str, Backend] = {}
         self._window: QWidget | None = None
         self.view3d = View3D(napari_viewer, self)
+        self.slice_in_view = SliceInView(napari_viewer)
         self._build()
         self.jobs.progressed.connect(self._on_progress)
         self.jobs.busy_changed.connect(self._on_busy)
@@ -240,9 +242,11 @@ class FewShotWidget(ResultLayers, FileActions, QWidget):
         if type(backend).embed is Backend.embed:  # nothing to precompute for this backend
             return
         device = self.device_combo.currentText()
+        self.slice_in_view.watch(self.image_layer(), image, image.slicing_axis(axis))
+        focus = self.slice_in_view
         self.jobs.start(
             EMBED,
-            lambda task: engine.embed(image, backend, device, task, axis=axis),
+            lambda task: engine.embed(image, backend, device, task, axis=axis, focus=focus),
             lambda _: None,  # the progress bar says so; the status line keeps the user's last result
         )
 

@@ -81,7 +81,7 @@ class EmbeddingRangeBackend(RangeBackend):
 
     name = "embed-test"
 
-    def embed(self, volume: Volume, device: str, task: Task, axis: int = 2) -> None:
+    def embed(self, volume: Volume, device: str, task: Task, axis: int = 2, focus=None) -> None:
         steps = int(EMBED_SECONDS / 0.05)
         for step in range(steps):
             task.report(step / steps, f"encoding slice {step + 1}/{steps}")

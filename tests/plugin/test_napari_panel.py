@@ -155,3 +155,38 @@ def test_the_3d_view_shows_the_image_for_context_and_the_prediction(qtbot, make_
     assert tinted > 0.01, tinted  # the prediction is visible (shaded, in its class colour)
     viewer.dims.ndisplay = 2
     assert (image_layer.rendering, tuple(image_layer.contrast_limits)) == before
+
+
+def test_background_embedding_is_told_the_slice_in_view(qtbot, make_widget, ct_case, embed_backend, monkeypatch):
+    """The slice the embedding does first is the one on napari's slider, as an array index of the image (the CT is
+    shown flipped: display step and array index differ), followed as the user scrolls."""
+    from napari_fewshot3d.backends import get_backend
+
+    asked: list = []
+    backend_class = type(get_backend("embed-test"))
+    plain = backend_class.embed
+
+    def embed(self, volume, device, task, axis=2, focus=None):
+        asked.append(focus)
+        return plain(self, volume, device, task, axis, focus)
+
+    monkeypatch.setattr(backend_class, "embed", embed)
+    viewer, widget = make_widget()
+    widget.backend_combo.setCurrentText("embed-test")
+    image_layer = open_image(viewer, ct_case["image"])
+    qtbot.waitUntil(lambda: bool(asked), timeout=30000)
+    focus = asked[-1]
+    ref = reference(ct_case)
+    for index in (20, 75):
+        marked = np.zeros(ref.shape, np.uint8)
+        marked[:, :, index] = 1  # array slice ``index`` along the axial axis, drawn into a layer to find its step
+        support = widget.new_support_layer()
+        paint(support, ref.with_array(marked))
+        step = int(np.flatnonzero(np.asarray(support.data).any(axis=(1, 2)))[0])
+        viewer.dims.current_step = (step, *viewer.dims.current_step[1:])
+        assert focus() == index, (index, step, focus())
+        viewer.layers.remove(support)
+    viewer.dims.ndisplay = 3
+    assert focus() is None  # no single slice in view
+    del image_layer
+    wait_idle(qtbot, widget)

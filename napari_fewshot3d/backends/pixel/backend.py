@@ -16,7 +16,7 @@ from ...preprocess import intensity_window, modality_mismatch, modality_of
 from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
-from ..base import AdaptedModel, Backend
+from ..base import AdaptedModel, Backend, Focus
 from .features import N_FEATURES, filter_bank
 from .forest import TrainingSet, fit, probability, training_set
 from .grid import WorkingGrid
@@ -54,7 +54,7 @@ class PixelClassifierBackend(Backend):
         task.report(1.0, "image features ready")
         return self._features[1], self._features[2]
 
-    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
+    def embed(self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None) -> None:
         self.features(volume, task)
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:

@@ -18,7 +18,7 @@ from ...preprocess import modality_of
 from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
-from ..base import AdaptedModel, Backend
+from ..base import AdaptedModel, Backend, Focus
 from .adapted import NAME, SelfPromptModel, Transfer
 from .cache import EmbeddingCache
 from .candidates import ClassProfile
@@ -112,9 +112,18 @@ class SelfPromptSamBackend(Backend):
     def _own_embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
         return self.embedder(volume, axis, device, self.checkpoint, self.model_type, self.window)
 
-    def embed(self, volume: Volume, device: str, task: Task, axis: int) -> None:
+    def embed(self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None) -> None:
         embedder = self._own_embedder(volume, axis, device)
-        embedder.get(list(range(embedder.n_slices)), task)
+        pending = embedder.cache.missing(embedder.key, list(range(embedder.n_slices)))
+        total = len(pending)
+        while pending:
+            centre = focus() if focus is not None else None
+            if centre is not None:  # nearest the slice in view first, asked again before each batch
+                pending.sort(key=lambda i: (abs(i - centre), i))
+            batch, pending = pending[: embedder.batch_size], pending[embedder.batch_size :]
+            task.report((total - len(pending) - len(batch)) / total, f"encoding slice {total - len(pending)}/{total}")
+            embedder.get(batch, Task(None, task.cancel_token))
+        task.report(1.0, "slices encoded")
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
         embedder = self._own_embedder(volume, support.axis, device)
