@@ -79,28 +79,6 @@ def test_training_samples_come_only_from_what_the_painting_says():
     assert b.y.sum() == 9 and (~b.y).sum() == min(100 - 9 + 9, 20 * 9)
 
 
-def test_on_a_scribbled_slice_the_forest_learns_from_the_strokes_alone():
-    """Not from the slice's completion: a stroke's voxels are positives, background strokes negatives, the rest of
-    the slice (unknown to the user) neither."""
-    from napari_fewshot3d.progress import Task
-
-    labels = np.zeros((12, 12, 6), np.uint8)
-    labels[5, 3:8, 2] = 1  # a stroke of A on slice 2
-    labels[0, :, 2] = 9  # a background stroke along its edge
-    labels[2:6, 2:6, 4] = 1  # slice 4 painted whole
-    image = np.where(np.indices(labels.shape)[0] < 9, 100, -50).astype(np.int16)
-    support = SupportSet.from_labels(Volume(labels, np.eye(4)), axis=2, background=9)
-    completed = support.completed(Volume(image, np.eye(4)), Task())
-    assert (completed.labels.array[:, :, 2] == 1).sum() > 5  # the completion grew the stroke
-    index = np.indices(labels.shape).astype(np.float16)
-    grid = WorkingGrid.for_scan(labels.shape, np.ones(3))
-    a = training_set(completed, 1, index, grid)
-    on_2 = a.x[:, 2] == 2
-    assert (a.y & on_2).sum() == 5 and set(a.x[a.y & on_2, 0].tolist()) == {5.0}  # the stroke, not its completion
-    assert (~a.y & on_2).sum() == 12 and set(a.x[~a.y & on_2, 0].tolist()) == {0.0}  # the background stroke only
-    assert (a.y & (a.x[:, 2] == 4)).sum() == 16  # a whole slice keeps its meaning
-
-
 def test_structures_kept_are_those_the_painting_touches_with_their_holes_filled():
     labels = np.zeros((30, 30, 30), np.uint16)
     organ = ball(labels.shape, (8, 8, 8), 6)
