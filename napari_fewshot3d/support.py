@@ -40,10 +40,6 @@ class SupportSet:
     #: The label value that marks "certainly no class" in strokes, and the slices that hold it (partial slices).
     background: int | None = None
     partial_slices: tuple[int, ...] = ()
-    #: On a completed support (:meth:`completed`): the user's strokes on the slices that were partial, 0 where
-    #: unpainted and -1 for background strokes, for learners that can learn from strokes alone (the forest).
-    strokes: np.ndarray | None = None
-    scribbled_slices: tuple[int, ...] = ()
 
     @classmethod
     def from_labels(
@@ -101,21 +97,8 @@ class SupportSet:
         from .scribbles import complete
 
         labels = complete(image, self.labels.array, self.axis, self.partial_slices, self.background, task)
-        strokes = np.where(self.labels.array == self.background, -1, self.labels.array).astype(np.int32)
         classes, empty = list(self.classes), self.empty_slices
-        completed = SupportSet(self.labels.with_array(labels), self.axis, classes, empty, self.class_colors)
-        completed.strokes, completed.scribbled_slices = strokes, self.partial_slices
-        return completed
-
-    def user_painting(self) -> np.ndarray:
-        """What the user painted for certain: the labels, with every scribbled slice as its strokes alone (0 where
-        unpainted or background)."""
-        if self.strokes is None:
-            return self.labels.array
-        painted = self.labels.array.copy()
-        for index in self.scribbled_slices:
-            self.slice_of(painted, index)[...] = np.maximum(self.slice_of(self.strokes, index), 0)
-        return painted
+        return SupportSet(self.labels.with_array(labels), self.axis, classes, empty, self.class_colors)
 
     @property
     def values(self) -> list[int]:

@@ -38,20 +38,12 @@ def training_set(
     support: SupportSet, value: int, features: np.ndarray, grid: WorkingGrid, seed: int = 0
 ) -> TrainingSet:
     """Samples for class ``value``: its painted voxels, and voxels known not to be it (the rest of its painted
-    slices and of the declared empty ones, and every voxel painted as another class). On a scribbled slice only the
-    strokes are known: the forest learns from them alone, like ilastik's, not from the slice's completion."""
+    slices and of the declared empty ones, and every voxel painted as another class)."""
     rng = np.random.default_rng(seed + value)
-    labels, axis = support.labels.array, support.axis
-    whole = tuple(s for s in support.negative_slices(value) if s not in support.scribbled_slices)
-    positives = _on_slices(labels == value, axis, whole)
-    known_not = _on_slices(labels != value, axis, whole)
-    scribbled = tuple(s for s in support.negative_slices(value) if s in support.scribbled_slices)
-    if scribbled:
-        strokes = support.strokes
-        positives = np.concatenate([positives, _on_slices(strokes == value, axis, scribbled)], axis=1)
-        known_not = np.concatenate([known_not, _on_slices((strokes != value) & (strokes != 0), axis, scribbled)], 1)
-    painted = support.user_painting()
-    elsewhere = np.array(np.nonzero((painted > 0) & (painted != value)))
+    labels = support.labels.array
+    positives = _on_slices(labels == value, support.axis, support.negative_slices(value))
+    known_not = _on_slices(labels != value, support.axis, support.negative_slices(value))
+    elsewhere = np.array(np.nonzero((labels > 0) & (labels != value)))
     negatives = np.unique(np.concatenate([known_not, elsewhere], axis=1), axis=1)
     positives = _some(positives, MAX_POSITIVES, rng)
     negatives = _some(negatives, NEGATIVES_PER_POSITIVE * positives.shape[1], rng)
