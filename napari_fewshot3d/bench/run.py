@@ -30,8 +30,9 @@ from .apply import apply_section
 from .cases import Case, choose_structures, find_cases, make_support
 from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
 from .other_scan import isotropic
-from .report import BASELINE, PEERS, write_report
+from .report import write_report
 from .strokes import scribble_support
+from .tables import BASELINE, PEERS
 
 RESULTS_FORMAT_VERSION = 1
 
