@@ -122,7 +122,7 @@ class SelfPromptSamBackend(Backend):
                 pending.sort(key=lambda i: (abs(i - centre), i))
             batch, pending = pending[: embedder.batch_size], pending[embedder.batch_size :]
             task.report((total - len(pending) - len(batch)) / total, f"encoding slice {total - len(pending)}/{total}")
-            embedder.get(batch, Task(None, task.cancel_token))
+            embedder.get(batch)  # the batch in hand is finished; a cancel stops at the next report
         task.report(1.0, "slices encoded")
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
