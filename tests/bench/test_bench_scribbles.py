@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,9 @@ import numpy as np
 from napari_fewshot3d.bench.cases import make_support
 from napari_fewshot3d.bench.run import BenchConfig, run_bench
 from napari_fewshot3d.bench.strokes import scribble_support
-from napari_fewshot3d.volume_io import read_labels, write_image, write_labels
+from napari_fewshot3d.volume_io import read_labels
 
-from .test_bench_spacing import ball_case
+from .test_bench_spacing import ball_case, ball_case_folder
 
 
 def test_bench_strokes_are_thin_inside_and_arcs_outside_on_the_protocol_slices():
@@ -30,12 +29,7 @@ def test_bench_strokes_are_thin_inside_and_arcs_outside_on_the_protocol_slices()
 
 
 def test_the_bench_runs_scribbles_beside_whole_slices_and_reports_the_difference(tmp_path: Path):
-    image, labels = ball_case()
-    case = tmp_path / "data" / "ball"
-    case.mkdir(parents=True)
-    write_image(image, case / "image.nii.gz")
-    write_labels(labels, case / "reference_labels.nii.gz")
-    (case / "labels.json").write_text(json.dumps({"labels": {"1": "liver"}}))
+    _, labels = ball_case_folder(tmp_path)
     out = tmp_path / "out"
     config = BenchConfig(
         data=tmp_path / "data",

@@ -26,6 +26,17 @@ def ball_case(shape=(30, 28, 20), spacing=(2.0, 2.0, 3.0)) -> tuple[Volume, Volu
     return Volume(image, affine, "ball"), Volume(labels, affine, "ball_labels")
 
 
+def ball_case_folder(tmp_path: Path) -> tuple[Volume, Volume]:
+    """``tmp_path/data/ball``: the ball case as a bench case folder (image, reference labels, names)."""
+    image, labels = ball_case()
+    case = tmp_path / "data" / "ball"
+    case.mkdir(parents=True)
+    write_image(image, case / "image.nii.gz")
+    write_labels(labels, case / "reference_labels.nii.gz")
+    (case / "labels.json").write_text(json.dumps({"labels": {"1": "liver"}}))
+    return image, labels
+
+
 def test_isotropic_keeps_the_field_of_view_the_structure_and_its_place():
     image, labels = ball_case()
     fine_image, fine_labels = isotropic(image, labels, 1.0)
@@ -48,12 +59,7 @@ def test_isotropic_keeps_the_field_of_view_the_structure_and_its_place():
 
 
 def test_the_bench_runs_on_the_resampled_grid_and_says_so(tmp_path: Path):
-    image, labels = ball_case()
-    case = tmp_path / "data" / "ball"
-    case.mkdir(parents=True)
-    write_image(image, case / "image.nii.gz")
-    write_labels(labels, case / "reference_labels.nii.gz")
-    (case / "labels.json").write_text(json.dumps({"labels": {"1": "liver"}}))
+    image, labels = ball_case_folder(tmp_path)
     out = tmp_path / "out"
     config = BenchConfig(
         data=tmp_path / "data",

@@ -40,6 +40,15 @@ def wait_idle(widget, seconds: float = 3600) -> None:
         time.sleep(0.02)
 
 
+def adapted(widget) -> bool:
+    """Adapt and segment as the button does; False (and why, on stderr) when no prediction came."""
+    widget.adapt_and_segment()
+    wait_idle(widget)
+    if widget.prediction_layer is None:
+        sys.stderr.write(f"error: no prediction: {widget.jobs.last_message}\n")
+    return widget.prediction_layer is not None
+
+
 def show_slice(viewer, affine: np.ndarray, shape: tuple[int, ...], index: int) -> None:
     """Move the slider to the volume's slice ``index`` along its axial axis, as displayed."""
     order, flips = display_order(affine)
@@ -87,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     wait_idle(widget)
     viewer.screenshot(str(args.out / "1-painted-slice.png"), canvas_only=False)
 
-    widget.adapt_and_segment()
-    wait_idle(widget)
-    if widget.prediction_layer is None:
-        sys.stderr.write(f"error: no prediction: {widget.jobs.last_message}\n")
+    if not adapted(widget):
         return 1
     support_layer.visible = False
     between = int((slices[0] + slices[1]) // 2) if len(slices) > 1 else int(slices[0]) + 3
@@ -118,10 +124,7 @@ def scribbles(viewer, widget, support_layer, reference, painted, args, middle: i
     show_slice(viewer, reference.affine, reference.shape, middle)
     wait_idle(widget)
     viewer.screenshot(str(args.out / "4-scribbled-slice.png"), canvas_only=False)
-    widget.adapt_and_segment()
-    wait_idle(widget)
-    if widget.prediction_layer is None:
-        sys.stderr.write(f"error: no prediction: {widget.jobs.last_message}\n")
+    if not adapted(widget):
         return 1
     widget.prediction_layer.opacity = 0.45
     viewer.layers.move(viewer.layers.index(support_layer), len(viewer.layers))  # the strokes drawn on top
