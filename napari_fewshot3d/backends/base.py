@@ -83,6 +83,12 @@ class Backend(ABC):
         bench's record. None: no encoder."""
         return None
 
+    def slice_stride(self, volume: Volume, axis: int) -> int:
+        """Every how many slices along ``axis`` this backend encodes one while segmenting (1: every slice). Backends
+        that step over thin slices take a ``track_step_mm`` option (0: every slice), which the bench uses to measure
+        what stepping costs."""
+        return 1
+
     def from_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> AdaptedModel:
         """Rebuild a saved model (inverse of :meth:`AdaptedModel.to_state`)."""
         raise TypeError(f"backend {self.name} cannot load a saved model")

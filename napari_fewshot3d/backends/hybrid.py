@@ -55,10 +55,14 @@ class HybridBackend(Backend):
         window: dict | None = None,
         cache_dir: str | Path | None = None,
         seed: int = 0,
+        track_step_mm: float | None = None,
     ) -> None:
         super().__init__()
+        sam_options = {"track_step_mm": track_step_mm} if track_step_mm is not None else {}  # None: SAM's default
         self.parts = {
-            SAM: get_backend(SAM, checkpoint=checkpoint, model_type=model_type, window=window, cache_dir=cache_dir),
+            SAM: get_backend(
+                SAM, checkpoint=checkpoint, model_type=model_type, window=window, cache_dir=cache_dir, **sam_options
+            ),
             FOREST: get_backend(FOREST, seed=seed),
         }
         # one clock for both: SAM's encoding and the forest's image features are the image-only precompute
@@ -71,6 +75,9 @@ class HybridBackend(Backend):
 
     def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict | None:
         return self.parts[SAM].encoder_check(volume, labels, axis, device, slices)
+
+    def slice_stride(self, volume: Volume, axis: int) -> int:
+        return self.parts[SAM].slice_stride(volume, axis)
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
         models = {

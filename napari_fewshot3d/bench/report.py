@@ -14,6 +14,7 @@ from statistics import mean, median
 from typing import Any
 
 from .apply import apply_summary, apply_table
+from .stride import stride_line
 from .tables import (
     BASELINE,
     NOT_AVAILABLE,
@@ -237,6 +238,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "one-time library loading (ITK's first import takes ~20 s on 2 cores) in the first run only.\n",
         _time_table(results) + "\n",
         encoder_line(results.get("encoder")),
+        stride_line(results.get("stride")),
     ]
     if any(r["slices"] == "random" for r in rows):
         seeds = ", ".join(str(s) for s in config["random_seeds"])

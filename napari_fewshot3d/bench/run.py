@@ -31,6 +31,7 @@ from .cases import Case, choose_structures, find_cases, make_support
 from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
 from .other_scan import isotropic
 from .report import write_report
+from .stride import stride_record, strides
 from .strokes import scribble_support
 from .tables import BASELINE, PEERS
 
@@ -258,6 +259,7 @@ def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str,
         "rows": runner.rows,
         "apply_rows": apply_rows,
         "encoder": encoder,
+        "stride": runner.stride or None,
     }
     write_report(results, config.out)
     return results
@@ -271,6 +273,7 @@ class _Runner:
         self.config, self.backend_names, self.device, self.bar = config, backend_names, device, bar
         self.cache_dir = cache_dir
         self.rows: list[dict] = []
+        self.stride: dict | None = None
         self.runs = 0
         self.case_name: str | None = None
         self.partial = config.out / ".predictions.partial"
@@ -332,6 +335,8 @@ class _Runner:
                 "support_file": support_file,
             }
             self.embedded.add(name)
+            if self.stride is None and seed is None and not scribbles and strides(name):
+                self._stride_check(run_rows[0], support, name)
             self.runs += 1
             self.rows.extend(common | row for row in run_rows)
             if prediction is None:  # one note per failed run, however many structures it scored
@@ -340,6 +345,16 @@ class _Runner:
                     f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
                 )
             self.bar.update()
+
+    def _stride_check(self, row: dict, support: SupportSet, name: str) -> None:
+        """The first run that stepped over thin slices, again on every slice (bench/stride.py)."""
+        stride = self.backends[name].slice_stride(self.image, self.axis)
+        if stride > 1:
+            options = route_options([name], self.config.backend_options)[name]
+            every = self.cache_dir / f"{self.case_name}-{name}-every-slice"
+            args = (self.image, self.reference, support, name, options, self.device, every, evaluate_run)
+            record = stride_record(row, stride, *args)
+            self.stride = {"case": self.case_name} | record if record else {}  # {}: failed, not tried again
 
     def encoder_check(self, case: Case, structures: list) -> dict | None:
         """The first benchmarked backend with an image encoder: its runtime against plain fp32 on slices of the

@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_fewshot3d.backends.selfprompt.cache import EmbeddingCache, content_key
 from napari_fewshot3d.backends.selfprompt.head import CellHead, cell_samples, fit_head
-from napari_fewshot3d.backends.selfprompt.tracking import continue_structure, track
+from napari_fewshot3d.backends.selfprompt.tracking import continue_structure, fill_between, strided_slices, track
 
 
 def test_cache_memory_then_disk_and_keys_follow_content(tmp_path):
@@ -109,3 +109,41 @@ def test_track_ends_where_the_structure_nearly_vanishes_even_if_something_touche
     result = track(n, {16: blob[16]}, lambda indices: {i: blob[i] for i in indices}, growth_px=3)
     reached = sorted(i for i, m in result.items() if m.any())
     assert reached == list(range(11, 20))  # the tip is kept, nothing beyond it
+
+
+def _cone(n: int, size: int = 61) -> np.ndarray:
+    """A cone along the slices: radius 6 + 0.5 mm per slice, from slice 5 to n - 6 (1 mm pixels)."""
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    cone = np.zeros((n, size, size), bool)
+    for i in range(5, n - 5):
+        cone[i] = xx * xx + yy * yy <= (6 + 0.5 * (i - 5)) ** 2
+    return cone
+
+
+def test_track_with_a_stride_asks_only_every_strideth_slice_and_the_ones_it_must_visit():
+    n = 40
+    cone = _cone(n)
+    asked: list[int] = []
+
+    def candidate_of(indices):
+        asked.extend(indices)
+        return {i: cone[i] for i in indices}
+
+    result = track(n, {16: cone[16]}, candidate_of, growth_px=1, negatives=(38,), stride=3, visit=(20,))
+    assert set(asked) <= set(strided_slices(n, 3, (16, 20, 38))) and 20 in asked
+    assert len(asked) < n / 2
+    assert all(result[i].any() for i in asked if 5 <= i < n - 5 and i in result)
+    # growth scales with the step: one px per slice stepped over, so a cone widening 0.5 px per slice is followed
+    assert result[33].sum() == cone[33].sum()
+
+
+def test_fill_between_morphs_outlines_tapers_to_an_empty_side_and_leaves_wide_gaps():
+    cone = _cone(40)
+    tracked = {i: cone[i] for i in (9, 12, 15, 30)} | {6: np.zeros_like(cone[0])}
+    filled = fill_between(tracked, (1.0, 1.0), stride=3)
+    assert sorted(filled) == [7, 8, 10, 11, 13, 14]  # 15 -> 30 is wider than the stride: never reached
+    for i in (10, 11, 13, 14):
+        inter = (filled[i] & cone[i]).sum()
+        assert 2 * inter / (filled[i].sum() + cone[i].sum()) > 0.9  # the morph is the cone's own outline
+    assert cone[9].sum() > filled[8].sum() > filled[7].sum() > 0  # shrinking towards the empty slice 6
+    assert not fill_between({0: cone[0], 3: cone[0]}, (1.0, 1.0), stride=3)  # two empty sides: nothing

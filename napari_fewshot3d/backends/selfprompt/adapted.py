@@ -21,15 +21,18 @@ from .candidates import ClassProfile, candidates, choose, coarse_indices, seed_o
 from .embedder import SliceEmbedder
 from .head import CellHead
 from .intensity_prior import IntensityPrior
-from .outline import growth_px, in_plane_spacing, tight, within
+from .outline import growth_px, in_plane_spacing, tight, track_stride, within
 from .shape_prior import fuse, interpolated_slices
-from .tracking import track
+from .tracking import fill_between, track
 
 NAME = "selfprompt-sam"
 
 
 class Embedders(Protocol):
-    """What a model needs from its backend: the slices of a volume as a SAM model sees them, through its cache."""
+    """What a model needs from its backend: the slices of a volume as a SAM model sees them, through its cache,
+    and how thin a slice tracking steps over (mm; 0: none)."""
+
+    track_step_mm: float
 
     def embedder(
         self,
@@ -123,6 +126,7 @@ class SelfPromptModel(AdaptedModel):
         notes: list[str] = []
         seeds = self._own_seeds() if own else self._found_seeds(volume, embedder, coarse, notes, task.sub(0.0, 0.1))
         growth = growth_px(volume, self.axis, embedder)
+        stride = track_stride(volume, self.axis, self.embedders.track_step_mm)
         masks: dict[int, dict[int, np.ndarray]] = {}
         for n, value in enumerate(self.head.values):
             row = self.head.values.index(value)
@@ -132,7 +136,7 @@ class SelfPromptModel(AdaptedModel):
 
             def on_wave(wave: int, count: int, start=start, span=span, value=value) -> None:
                 # Structures rarely span more than half the volume: a fair scale for a bar that must not go back.
-                done = min(wave / max(embedder.n_slices / 2, 1), 0.95)
+                done = min(wave / max(embedder.n_slices / 2 / stride, 1), 0.95)
                 task.report(start + span * done, f"tracking class {value}: {count} more slices")
 
             masks[value] = track(
@@ -145,11 +149,12 @@ class SelfPromptModel(AdaptedModel):
                     embedder.image_slice(s)[component]
                 ),
                 on_wave,
+                stride,
             )
         labels = np.zeros(volume.shape, np.uint16)
         spacing = in_plane_spacing(volume, self.axis)
         shapes = {value: interpolated_slices(seeds[value][0], spacing) for value in self.head.values}
-        self._assemble(labels, masks, shapes, embedder, probabilities, task.sub(0.7, 1.0))
+        self._assemble(labels, masks, shapes, (spacing, stride), embedder, probabilities, task.sub(0.7, 1.0))
         return labels, notes
 
     def _own_seeds(self) -> dict[int, tuple[dict[int, np.ndarray], tuple[int, ...]]]:
@@ -183,22 +188,19 @@ class SelfPromptModel(AdaptedModel):
             seeds[value] = (seed_of(chosen) if chosen is not None else {}, ())
         return seeds
 
-    def _assemble(self, labels, masks, shapes, embedder: SliceEmbedder, probabilities, task: Task) -> None:
-        """Refine where it helps, combine with the interpolated painted outlines where that helps, then write
-        classes into the label volume; overlaps go to the most confident."""
+    def _assemble(self, labels, masks, shapes, stepping, embedder: SliceEmbedder, probabilities, task: Task) -> None:
+        """Refine where it helps, fill the slices tracking stepped over, combine with the interpolated painted
+        outlines where that helps, then write classes into the label volume; overlaps go to the most confident."""
+        spacing, stride = stepping
         best = np.zeros(labels.shape, np.float32)
         for n, value in enumerate(self.head.values):
+            task.report(n / len(self.head.values), f"refining class {value}")
             row = self.head.values.index(value)
             fusion = self.fusion.get(value, "none")
-            reached = masks[value] | {i: np.zeros_like(m) for i, m in shapes[value].items() if i not in masks[value]}
-            for index, mask in sorted(reached.items()):
-                task.report(n / len(self.head.values), f"refining class {value}")
-                if self.refine.get(value) and index in probabilities and mask.any():
-                    refined = embedder.refine(index, mask)
-                    if refined is not None:
-                        mask = refined & within(mask, embedder)
-                elif index in probabilities:
-                    mask = tight(mask, probabilities[index][row])
+            outlines = {i: self._outline(i, m, row, value, embedder, probabilities) for i, m in masks[value].items()}
+            outlines |= fill_between(outlines, spacing, stride)
+            outlines |= {i: np.zeros_like(m) for i, m in shapes[value].items() if i not in outlines}
+            for index, mask in sorted(outlines.items()):
                 mask = fuse(mask, shapes[value].get(index), fusion)
                 if not mask.any():
                     continue
@@ -207,6 +209,15 @@ class SelfPromptModel(AdaptedModel):
                 take = mask & (confidence >= slice_best)
                 slice_labels[take] = value
                 slice_best[take] = confidence[take]
+
+    def _outline(self, index: int, mask: np.ndarray, row: int, value: int, embedder: SliceEmbedder, probabilities):
+        """A tracked slice's mask as shown: SAM's refinement (kept near the coarse mask) or the head's tight outline."""
+        if index not in probabilities:  # a painted slice: its painting
+            return mask
+        if self.refine.get(value) and mask.any():
+            refined = embedder.refine(index, mask)
+            return mask if refined is None else refined & within(mask, embedder)
+        return tight(mask, probabilities[index][row])
 
 
 class Transfer:

@@ -26,7 +26,7 @@ from .embedder import SliceEmbedder
 from .head import CellHead, cell_samples, fit_head
 from .held_out import held_out_choices
 from .intensity_prior import IntensityPrior, surroundings
-from .outline import growth_px, in_plane_spacing
+from .outline import TRACK_STEP_MM, growth_px, in_plane_spacing, track_stride
 
 #: Width (mm) of the ring around a painted structure whose intensities stand for "not the structure".
 SURROUNDINGS_MM = 15.0
@@ -47,8 +47,11 @@ class SelfPromptSamBackend(Backend):
         model_type: str = "vit_b",
         window: dict | None = None,
         cache_dir: str | Path | None = None,
+        track_step_mm: float = TRACK_STEP_MM,
     ) -> None:
         super().__init__()
+        #: Slices thinner than this are tracked a stride at a time (outline.track_stride); 0: every slice.
+        self.track_step_mm = float(track_step_mm)
         self.checkpoint = checkpoint
         self.model_type = model_type
         self.window = dict(window or {})
@@ -109,6 +112,9 @@ class SelfPromptSamBackend(Backend):
         reference = self.sam(device, self.checkpoint, self.model_type, precision=REFERENCE, runtime="torch")
         return against_fp32(used, reference, self.window, volume, labels, axis, slices)
 
+    def slice_stride(self, volume: Volume, axis: int) -> int:
+        return track_stride(volume, axis, self.track_step_mm)
+
     def _own_embedder(self, volume: Volume, axis: int, device: str) -> SliceEmbedder:
         return self.embedder(volume, axis, device, self.checkpoint, self.model_type, self.window)
 
@@ -136,8 +142,11 @@ class SelfPromptSamBackend(Backend):
         task.report(0.9, "choosing refinement per class")
         growth = growth_px(volume, support.axis, embedder)
         spacing = in_plane_spacing(volume, support.axis)
+        stride = track_stride(volume, support.axis, self.track_step_mm)
         choices = {
-            c.value: held_out_choices(embedder, support, samples, c.value, embeddings, growth, spacing, head, task=task)
+            c.value: held_out_choices(
+                embedder, support, samples, c.value, embeddings, growth, spacing, head, task=task, stride=stride
+            )
             for c in support.classes
         }
         task.report(1.0, "adapted")

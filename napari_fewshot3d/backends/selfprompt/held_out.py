@@ -26,6 +26,7 @@ def held_out_choices(
     head: CellHead | None = None,
     max_folds: int = 3,
     task: Task | None = None,
+    stride: int = 1,
 ) -> tuple[bool, str]:
     """Per class, from the painting itself: does SAM's refinement beat the head's own outline, and should the
     outlines interpolated between painted slices cut down or widen the result (see shape_prior)?
@@ -53,7 +54,7 @@ def held_out_choices(
             fold_heads[held_out] = fit_head({value: train}, start=head)
         probability = embedder.cells_to_slice(fold_heads[held_out].predict(embeddings[held_out])[0])
         if tracked:
-            coarse = tracked_between(embedder, fold_heads[held_out], truths, held_out, growth, task)
+            coarse = tracked_between(embedder, fold_heads[held_out], truths, held_out, growth, task, stride)
         else:
             coarse = continue_structure(probability > 0.5, truths[held_out], growth)
         refined = embedder.refine(held_out, coarse) if coarse.any() else None
@@ -89,8 +90,10 @@ def tracked_between(
     held_out: int,
     growth: float,
     task: Task | None,
+    stride: int = 1,
 ) -> np.ndarray:
-    """The mask tracking gives on ``held_out`` from the painted slices on either side of it, by ``head``."""
+    """The mask tracking gives on ``held_out`` from the painted slices on either side of it, by ``head`` (a
+    ``stride`` at a time, as segmenting would, the held-out slice always among those tracked onto)."""
     lower, upper = neighbours(truths, held_out)
 
     def coarse(indices: list[int]) -> dict[int, np.ndarray]:
@@ -98,7 +101,8 @@ def tracked_between(
         return {i: embedder.cells_to_slice(head.predict(embeddings[i])[0]) > 0.5 for i in indices}
 
     outside = tuple(s for s in (lower - 1, upper + 1) if 0 <= s < embedder.n_slices)
-    masks = track(embedder.n_slices, {lower: truths[lower], upper: truths[upper]}, coarse, growth, outside)
+    painted = {lower: truths[lower], upper: truths[upper]}
+    masks = track(embedder.n_slices, painted, coarse, growth, outside, stride=stride, visit=(held_out,))
     return masks.get(held_out, np.zeros_like(truths[held_out]))
 
 
