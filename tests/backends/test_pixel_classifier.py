@@ -3,6 +3,8 @@ then adapt → segment → save → load → apply on a real CT slab."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -44,6 +46,24 @@ def test_the_filter_bank_is_ilasticks_61_features_and_sees_a_blob_as_a_blob():
     # eigenvalues are ordered largest first
     tensor = [features[names.index(f"structure tensor {n} 1.0")].astype(np.float32) for n in range(3)]
     assert np.all(tensor[0] >= tensor[1] - 1e-3) and np.all(tensor[1] >= tensor[2] - 1e-3)
+
+
+def test_the_closed_form_eigenvalues_are_lapacks_even_where_two_or_three_are_equal():
+    rng = np.random.default_rng(0)
+    matrices = rng.normal(size=(20_000, 3, 3))
+    matrices = matrices + matrices.transpose(0, 2, 1)
+    matrices[:100] = np.eye(3) * 2.5  # all three equal
+    matrices[100:200] = np.diag([1.0, 1.0, 3.0])  # two equal
+    matrices[200:300] = np.eye(3) + 1e-4 * matrices[200:300]  # nearly equal
+    matrices[300:400] *= 1e-6  # tiny
+    matrices[400:500] = 0.0
+    components = {(a, b): matrices[:, a, b].astype(np.float32) for a, b in bank._PAIRS}
+    got = bank.symmetric_eigenvalues(components)
+    expected = np.linalg.eigvalsh(matrices)[:, ::-1].T  # largest first, in float64
+    scale = np.abs(expected).max(axis=0) + 1e-30
+    assert got.dtype == np.float32 and got.shape == (3, 20_000)
+    assert np.max(np.abs(got - expected) / scale) < 1e-4
+    assert np.all(got[:, 400:500] == 0.0)
 
 
 def test_the_working_grid_is_isotropic_within_its_budget_and_maps_back():
@@ -136,9 +156,10 @@ def test_cancel_stops_feature_computation(liver_slab):
     image, _, support = liver_slab
     token = CancelToken()
 
-    def cancel_at_second_scale(fraction: float, message: str) -> None:
-        if "scale 1.0" in message:
+    def cancel_after_the_first_scale(fraction: float, message: str) -> None:
+        if "1 of 6 scales" in message:
             token.cancel()
 
     with pytest.raises(Cancelled):
-        get_backend("pixel-classifier").adapt(image, support, "cpu", Task(cancel_at_second_scale, token))
+        get_backend("pixel-classifier").adapt(image, support, "cpu", Task(cancel_after_the_first_scale, token))
+    assert not [t for t in threading.enumerate() if t.name.startswith("filter-bank")]  # the other scales stopped
