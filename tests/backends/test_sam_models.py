@@ -202,10 +202,10 @@ def test_true_boxes_segment_ct_organs(litemedsam):
 @pytest.fixture
 def fresh_models():
     """Loads the SAM model the way the backend does, each time by a new backend (models belong to the backend that
-    loaded them), so that each load reads the setting."""
+    loaded them), so that each load reads the setting; on PyTorch, whose layers these tests look into."""
     from napari_fewshot3d.backends import get_backend
 
-    return lambda device: get_backend("selfprompt-sam").sam(device)
+    return lambda device: get_backend("selfprompt-sam").sam(device, runtime="torch")
 
 
 def test_precision_env_is_read_and_a_bad_value_says_the_choices(fresh_models, monkeypatch):
