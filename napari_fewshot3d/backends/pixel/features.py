@@ -26,6 +26,10 @@ FINEST = 0.3
 #: Per scale: Gaussian, LoG, gradient magnitude, DoG, 3 structure-tensor and 3 Hessian eigenvalues.
 PER_SIGMA = 10
 N_FEATURES = 1 + PER_SIGMA * len(SIGMAS)
+#: Threads the filter bank's scales are computed on (each holds ~15 float32 copies of the grid while it runs).
+MAX_THREADS = 3
+#: Planes per slab of the eigenvalue computation (its temporaries are a few planes only).
+SLAB = 16
 
 
 def feature_names() -> list[str]:
@@ -56,7 +60,7 @@ def filter_bank(image: np.ndarray, task: Task | None = None) -> np.ndarray:
                 return
             out[row] = feature
 
-    workers = max(1, min(MAX_THREADS, os.cpu_count() or 1, len(SIGMAS)))
+    workers = min(MAX_THREADS, os.cpu_count() or 1, len(SIGMAS))
     with ThreadPoolExecutor(workers, thread_name_prefix="filter-bank") as pool:
         pending = [pool.submit(scale, n) for n in range(len(SIGMAS))]
         try:
@@ -67,10 +71,6 @@ def filter_bank(image: np.ndarray, task: Task | None = None) -> np.ndarray:
             stop.set()  # cancelled or failed: the other scales stop at their next feature
     task.report(1.0, "image features ready")
     return out
-
-
-#: Threads the filter bank's scales are computed on (each holds ~15 float32 copies of the grid while it runs).
-MAX_THREADS = 3
 
 
 def _features_at(image: np.ndarray, sigma: float) -> Iterator[np.ndarray]:
@@ -114,10 +114,6 @@ def _eigenvalues(tensor: dict[tuple[int, int], np.ndarray]) -> Iterator[np.ndarr
         part = {pair: component[z : z + SLAB] for pair, component in tensor.items()}
         values[:, z : z + SLAB] = symmetric_eigenvalues(part)
     yield from values
-
-
-#: Planes per slab of the eigenvalue computation (its temporaries are a few planes only).
-SLAB = 16
 
 
 def symmetric_eigenvalues(m: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
