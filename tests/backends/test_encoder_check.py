@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_fewshot3d.backends import get_backend
-from napari_fewshot3d.backends.selfprompt.sam.model import _cpu_has_native_bf16
 from napari_fewshot3d.backends.selfprompt.sam.openvino_encoder import resolve_runtime, runtime_from_env
+from napari_fewshot3d.backends.selfprompt.sam.precision import cpu_has_native_bf16
 from napari_fewshot3d.bench.report import encoder_line
 
 from ..conftest import ct_slab
@@ -26,7 +26,7 @@ def test_the_runtime_is_timed_against_fp32_on_the_same_slices_and_gives_the_same
     assert len(record["slices"]) == 4 and set(record["slices"]) <= set(present.tolist())
     assert record["reference"] == "torch-fp32" and record["device"] == "cpu"
     runtime = resolve_runtime(runtime_from_env(), "cpu")
-    assert record["runtime"] == f"{runtime}-{'bf16' if _cpu_has_native_bf16() else 'fp32'}"
+    assert record["runtime"] == f"{runtime}-{'bf16' if cpu_has_native_bf16() else 'fp32'}"
     assert record["seconds_per_slice"] > 0 and record["reference_seconds_per_slice"] > 0
     assert record["speedup"] == pytest.approx(record["reference_seconds_per_slice"] / record["seconds_per_slice"])
     # measured on this project's 2-core CPUs: bf16 Dice 0.99+, OpenVINO f32 0.99+; PyTorch fp32 against itself is exact

