@@ -75,10 +75,11 @@ def intensity_window(
     """
     if modality not in MODALITIES:
         raise InputError(f"unknown modality {modality!r}: choose one of {', '.join(MODALITIES)}")
-    data = np.asarray(array, dtype=np.float32)
+    data = np.array(array, dtype=np.float32)  # our own copy: windowed in place (one volume of float32, no more)
     missing = np.isnan(data)
     if missing.any():  # NaN (outside the field of view in some exports) reads as the lowest value
-        data = np.where(missing, 0.0 if missing.all() else np.nanmin(data), data).astype(np.float32)
+        data[missing] = 0.0 if missing.all() else np.nanmin(data)
+    del missing
     is_ct = modality == "ct" or (modality == "auto" and looks_like_ct(data))
     if is_ct or level is not None or width is not None:
         level = CT_LEVEL if level is None else float(level)
@@ -96,8 +97,9 @@ def intensity_window(
         lo, hi = (float(v) for v in np.percentile(foreground, percentiles))
     if hi <= lo:
         return np.zeros(data.shape, np.float32)
-    out = (data - lo) / (hi - lo)
-    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+    data -= np.float32(lo)
+    data /= np.float32(hi - lo)
+    return np.clip(data, 0.0, 1.0, out=data)
 
 
 def display_window(array: np.ndarray) -> tuple[float, float]:

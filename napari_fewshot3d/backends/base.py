@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..masks import take_slice
 from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
@@ -44,6 +45,13 @@ class AdaptedModel(ABC):
     def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
         """:meth:`segment` plus one line per class it could not find with confidence (front ends show them)."""
         return self.segment(volume, device, task), []
+
+    def segment_slice(self, volume: Volume, axis: int, index: int, device: str, task: Task) -> np.ndarray:
+        """Slice ``index`` along array ``axis`` of what :meth:`segment` gives: the hybrid's held-out comparison needs
+        one slice per fold, and a backend that can find it from the slices around it (not the whole volume)
+        overrides this. By default the whole volume is segmented and cut."""
+        labels, _ = self.segment_with_notes(volume, device, task)
+        return take_slice(labels, axis, index)
 
     def check_volume(self, volume: Volume) -> str | None:
         """Why applying this model to ``volume`` (not the one it was adapted on) would be unreliable, or None."""

@@ -4,7 +4,8 @@ selfprompt-sam sees 2D SAM embeddings on a coarse grid and wins from one slice a
 classifier sees voxel-resolution intensity and texture in 3D and wins on several MR organs. Neither wins
 everywhere, and which one wins depends on the structure and the scan, so the choice is measured, not guessed:
 each interior painted slice (one with painted slices on both sides) is held out in turn, both are adapted on the
-rest and segment the volume, and the one whose mask reproduces the held-out painting better keeps the class.
+rest and segment that slice (each from the slices between its painted neighbours alone), and the one whose mask
+reproduces the held-out painting better keeps the class.
 Without an interior slice (one or two painted) selfprompt-sam keeps it: it is the better one from so little.
 
 A correction tests the learner that was shown: a slice painted after a result is one neither of the previous
@@ -118,8 +119,7 @@ class HybridBackend(Backend):
             for m, name in enumerate((SAM, FOREST)):
                 step = part.sub(m / 2, (m + 1) / 2)
                 model = self.parts[name].adapt(volume, rest, device, step.sub(0.0, 0.5))
-                labels, _ = model.segment_with_notes(volume, device, step.sub(0.5, 1.0))
-                predicted = support.slice_of(labels, held_out)
+                predicted = model.segment_slice(volume, support.axis, held_out, device, step.sub(0.5, 1.0))
                 for value in fold:
                     scores[value][name].append(dice(predicted == value, truth == value))
         return scores

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..masks import take_slice
+from ..support import SupportSet, merge_reviewed
+from ..volume import Volume
 
 
 def protocol_slices(mask: np.ndarray, axis: int, k: int) -> list[int]:
@@ -59,3 +61,21 @@ def paint_on_slices(reference: np.ndarray, values: Sequence[int], axis: int, sli
         for value in values:
             out_slice[ref_slice == value] = value
     return support
+
+
+def one_correction(support: SupportSet, prediction: np.ndarray, reference: Volume) -> SupportSet | None:
+    """The support plus the one unpainted slice where the prediction is most wrong, painted from the reference:
+    what a user does after looking at a result. None when every unpainted slice is already right."""
+    values = support.values
+    wrong = np.isin(prediction, values) | np.isin(reference.array, values)
+    wrong &= prediction != np.where(np.isin(reference.array, values), reference.array, 0)
+    errors = wrong.sum(axis=tuple(a for a in range(3) if a != support.axis))
+    errors[list(support.painted_slices())] = 0
+    if errors.max() == 0:
+        return None
+    worst = int(np.argmax(errors))
+    truth = np.where(np.isin(reference.array, values), reference.array, 0)
+    labels, empty = merge_reviewed(support.labels, truth, [worst], support.axis)
+    return SupportSet.from_labels(
+        labels, support.axis, support.class_names, [*support.empty_slices, *empty], support.background
+    )

@@ -3,12 +3,15 @@
 For each case (a folder with ``image.*`` and ``reference_labels.*``), structure, k and backend: paint the
 reference on the protocol's k slices, run embed → adapt → segment, then adapt → segment again with the
 embedding cached (warm), and score against the reference with MONAI's Dice and HD95. The interpolate
-baseline always runs in the same bench, interleaved with the other backends, so gains over it are measured
-under the same machine load. Tables and plots are :mod:`.report`'s job.
+baseline always runs in the same bench, interleaved with the other backends case by case, so gains over it are
+measured under the same machine load. On each case the backends run one after another, each dropped before the
+next begins: a run's peak memory is its backend's (and the libraries'), not that of the others' caches too.
+Tables and plots are :mod:`.report`'s job.
 """
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sys
 import tempfile
@@ -22,18 +25,19 @@ import numpy as np
 
 from .. import engine
 from ..backends import DEFAULT_BACKEND, Backend, backend_options, get_backend, route_options
-from ..errors import Cancelled, InputError
-from ..support import SupportSet, merge_reviewed
-from ..volume import AXIS_NAMES, Volume, resample_onto_grid
+from ..errors import InputError
+from ..support import SupportSet
+from ..volume import AXIS_NAMES, resample_onto_grid
 from ..volume_io import read_image, write_labels
 from .apply import apply_section
 from .cases import Case, choose_structures, find_cases, make_support
-from .metrics import PeakMemory, dice_score, machine_info, preload_metrics, score
+from .metrics import machine_info, preload_metrics
 from .other_scan import isotropic
 from .report import write_report
 from .stride import stride_record, strides
 from .strokes import scribble_support
 from .tables import BASELINE, PEERS
+from .timed import evaluate_run
 
 RESULTS_FORMAT_VERSION = 1
 
@@ -69,106 +73,12 @@ class BenchConfig:
 # ----------------------------------------------------------------------------- running
 
 
-def timed_run(
-    image: Volume, support: SupportSet, backend: Backend, device: str, stats: dict, reference: Volume | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """adapt → segment as a user gets it (cold on a case's first run: nothing cached, only the slices needed
-    are encoded), then adapt → segment again with the embeddings cached (warm), then — given the reference —
-    the correction loop: the worst unpainted slice is corrected to the reference and the model re-adapted
-    (``readapt_s``, wall time including any new encoding). Returns the cold and the corrected predictions.
-
-    Image-encoder time is measured where it happens and reported as ``embed_s``; ``adapt_s`` and
-    ``segment_s`` are the rest of each step. Timings land in ``stats`` as they are taken, so a run that fails
-    halfway still reports what it measured.
-    """
-    clock = backend.encoder_clock
-    memory = PeakMemory(device)
-    with memory:
-        lap_start, encoded = time.perf_counter(), clock.seconds
-        stats["embed_s"] = 0.0
-
-        def lap(name: str, count_encoding: bool = True) -> None:
-            nonlocal lap_start, encoded
-            now, encoding = time.perf_counter(), clock.seconds - encoded
-            stats[name] = now - lap_start - encoding
-            if count_encoding:
-                stats["embed_s"] += encoding
-            lap_start, encoded = now, clock.seconds
-
-        try:
-            slices_before = clock.slices
-            model = engine.adapt(image, support, backend, device)
-            lap("adapt_s")
-            cold = engine.segment(model, image, support, device).array
-            lap("segment_s")
-            stats["encoded_slices"] = clock.slices - slices_before
-            model = engine.adapt(image, support, backend, device)
-            lap("adapt_warm_s", count_encoding=False)
-            warm = engine.segment(model, image, support, device).array
-            lap("segment_warm_s", count_encoding=False)
-            corrected = None
-            corrected_support = one_correction(support, cold, reference) if reference is not None else None
-            if corrected_support is not None:
-                added = set(corrected_support.painted_slices()) - set(support.painted_slices())
-                stats["corrected_slices"] = sorted(added)
-                started = time.perf_counter()
-                model = engine.adapt(image, corrected_support, backend, device)
-                corrected = engine.segment(model, image, corrected_support, device).array
-                stats["readapt_s"] = time.perf_counter() - started
-                lap("readapt_rest_s", count_encoding=False)
-        finally:
-            stats["rss_method"] = memory.method
-    stats.update(rss_start_mib=memory.start_rss_mib, peak_rss_mib=memory.peak_rss_mib)
-    stats.update(peak_cuda_mib=memory.peak_cuda_mib, warm_matches_cold=bool(np.array_equal(cold, warm)))
-    return cold, corrected
-
-
-def one_correction(support: SupportSet, prediction: np.ndarray, reference: Volume) -> SupportSet | None:
-    """The support plus the one unpainted slice where the prediction is most wrong, painted from the reference:
-    what a user does after looking at a result. None when every unpainted slice is already right."""
-    values = support.values
-    wrong = np.isin(prediction, values) | np.isin(reference.array, values)
-    wrong &= prediction != np.where(np.isin(reference.array, values), reference.array, 0)
-    errors = wrong.sum(axis=tuple(a for a in range(3) if a != support.axis))
-    errors[list(support.painted_slices())] = 0
-    if errors.max() == 0:
-        return None
-    worst = int(np.argmax(errors))
-    truth = np.where(np.isin(reference.array, values), reference.array, 0)
-    labels, empty = merge_reviewed(support.labels, truth, [worst], support.axis)
-    return SupportSet.from_labels(
-        labels, support.axis, support.class_names, [*support.empty_slices, *empty], support.background
-    )
-
-
-def evaluate_run(image: Volume, reference: Volume, support: SupportSet, backend: Backend, device: str) -> tuple:
-    """One backend on one support set, scored per painted structure; a failure becomes rows with its error."""
-    classes = [(c.name, c.value, c.slices) for c in support.classes]
-    stats: dict[str, Any] = {}
-    try:
-        prediction, corrected = timed_run(image, support, backend, device, stats, reference)
-    except Cancelled:
-        raise
-    except Exception as exc:  # a failed run is a result (k below a backend's minimum, a bug, out of memory)
-        error = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-        failed = {"status": "failed", "error": error} | stats
-        return [{"structure": n, "label_value": v, "painted_slices": list(s)} | failed for n, v, s in classes], None
-    painted = support.painted_slices()
-    rows = []
-    for name, value, slices in classes:
-        scores = score(prediction == value, reference.array == value, painted, support.axis, image.spacing)
-        if corrected is not None:
-            scores["dice_corrected"] = dice_score(corrected == value, reference.array == value)
-        row = {"structure": name, "label_value": value, "painted_slices": list(slices), "status": "ok", "error": None}
-        rows.append(row | scores | stats)
-    return rows, prediction
-
-
 # ----------------------------------------------------------------------------- the bench
 
 
 def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tuple]:
-    """(case, structures, k, seed, scribbles) in run order; each is run by every backend in turn."""
+    """(case, structures, k, seed, scribbles) in run order; each case's items are run by one backend after
+    another."""
     plan = []
     for case in cases:
         groups = [chosen[case.name]] if config.multiclass else [[s] for s in chosen[case.name]]
@@ -179,6 +89,14 @@ def _plan(cases: Sequence[Case], chosen: dict, config: BenchConfig) -> list[tupl
                 if config.scribbles:
                     plan.append((case, structures, k, None, True))
     return plan
+
+
+def _by_case(plan: list[tuple]) -> list[list[tuple]]:
+    """The plan's items case by case (each case's items in plan order)."""
+    cases: dict[str, list[tuple]] = {}
+    for item in plan:
+        cases.setdefault(item[0].name, []).append(item)
+    return list(cases.values())
 
 
 def bench_backends(peers: Sequence[str], backends: Sequence[str]) -> list[str]:
@@ -233,8 +151,11 @@ def run_bench(config: BenchConfig, command_line: str | None = None) -> dict[str,
     cache_dir = tempfile.TemporaryDirectory(prefix="fewshot3d-bench-cache-")
     runner = _Runner(config, backend_names, device, bar, Path(cache_dir.name))
     try:
-        for item in plan:
-            runner.run(*item)
+        for items in _by_case(plan):
+            for name in backend_names:
+                for item in items:
+                    runner.run(*item, name=name)
+                runner.release(name)
         runner.finish()
         encoder = runner.encoder_check(cases[0], choose_structures(cases, config.structures, [])[cases[0].name])
         apply_rows = (
@@ -288,12 +209,21 @@ class _Runner:
         self.axis = self.image.slicing_axis(self.config.axis)
         if self.config.spacing is not None:
             self.image, self.reference = isotropic(self.image, self.reference, self.config.spacing, self.axis)
-        options = route_options(self.backend_names, self.config.backend_options)
-        # A new backend per case, its cache in the bench's own folder: each case's first run is cold.
-        self.backends = {
-            name: get_backend(name, **options[name] | self._cache_option(name)) for name in self.backend_names
-        }
+        self.backends: dict[str, Backend] = {}
         self.embedded: set[str] = set()
+
+    def backend(self, name: str) -> Backend:
+        """This case's instance of backend ``name``: a new one per case, its cache in the bench's own folder, so
+        that each case's first run is cold."""
+        if name not in self.backends:
+            options = route_options([name], self.config.backend_options)[name]
+            self.backends[name] = get_backend(name, **options | self._cache_option(name))
+        return self.backends[name]
+
+    def release(self, name: str) -> None:
+        """Drop this case's instance of ``name`` (and what it keeps in memory) before the next backend runs."""
+        self.backends.pop(name, None)
+        gc.collect()
 
     def _cache_option(self, name: str) -> dict[str, Path]:
         """For a backend that caches embeddings on disk: a folder of this bench's own, per case."""
@@ -307,8 +237,8 @@ class _Runner:
         write_labels(self.image.with_array(array), self.partial / f"{stem}.nii.gz", names)
         return f"predictions/{stem}.nii.gz"
 
-    def run(self, case: Case, structures: list, k: int, seed: int | None, scribbles: bool = False) -> None:
-        """Every backend on the support set of one (case, structures, k, seed), painted as strokes with
+    def run(self, case: Case, structures: list, k: int, seed: int | None, scribbles: bool, name: str) -> None:
+        """Backend ``name`` on the support set of one (case, structures, k, seed), painted as strokes with
         ``scribbles``."""
         if case.name != self.case_name:
             self._load(case)
@@ -317,38 +247,39 @@ class _Runner:
             support = scribble_support(support)
         what = "multiclass" if self.config.multiclass else structures[0][0]
         stem = f"{case.name}_{what}_k{k}" + ("" if seed is None else f"_seed{seed}") + ("_scribbles" * scribbles)
-        support_file = self._save(f"{stem}_support", support.labels.array, support.class_names)
-        for name in self.backend_names:
-            self.bar.set_postfix_str(f"{case.name} {what} k={k} {name}", refresh=False)
-            run_rows, prediction = evaluate_run(self.image, self.reference, support, self.backends[name], self.device)
-            common = {
-                "run_id": self.runs,
-                "case": case.name,
-                "k": k,
-                "backend": name,
-                "slices": "scribbles" if scribbles else "protocol" if seed is None else "random",
-                "seed": seed,
-                "multiclass": self.config.multiclass,
-                "device": self.device,
-                "embed_first_for_volume": name not in self.embedded,
-                "prediction_file": self._save(f"{stem}_{name}", prediction, support.class_names),
-                "support_file": support_file,
-            }
-            self.embedded.add(name)
-            if self.stride is None and seed is None and not scribbles and strides(name):
-                self._stride_check(run_rows[0], support, name)
-            self.runs += 1
-            self.rows.extend(common | row for row in run_rows)
-            if prediction is None:  # one note per failed run, however many structures it scored
-                where = " (scribbles)" if scribbles else "" if seed is None else f" (random slices, seed {seed})"
-                self.bar.write(
-                    f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
-                )
-            self.bar.update()
+        support_file = f"predictions/{stem}_support.nii.gz" if self.config.save_predictions else None
+        if name == self.backend_names[0]:  # the same support for every backend: written once
+            self._save(f"{stem}_support", support.labels.array, support.class_names)
+        self.bar.set_postfix_str(f"{case.name} {what} k={k} {name}", refresh=False)
+        run_rows, prediction = evaluate_run(self.image, self.reference, support, self.backend(name), self.device)
+        common = {
+            "run_id": self.runs,
+            "case": case.name,
+            "k": k,
+            "backend": name,
+            "slices": "scribbles" if scribbles else "protocol" if seed is None else "random",
+            "seed": seed,
+            "multiclass": self.config.multiclass,
+            "device": self.device,
+            "embed_first_for_volume": name not in self.embedded,
+            "prediction_file": self._save(f"{stem}_{name}", prediction, support.class_names),
+            "support_file": support_file,
+        }
+        self.embedded.add(name)
+        if self.stride is None and seed is None and not scribbles and strides(name):
+            self._stride_check(run_rows[0], support, name)
+        self.runs += 1
+        self.rows.extend(common | row for row in run_rows)
+        if prediction is None:  # one note per failed run, however many structures it scored
+            where = " (scribbles)" if scribbles else "" if seed is None else f" (random slices, seed {seed})"
+            self.bar.write(
+                f"note: {case.name} {what} k={k}{where} {name} failed: {run_rows[0]['error']}", file=sys.stderr
+            )
+        self.bar.update()
 
     def _stride_check(self, row: dict, support: SupportSet, name: str) -> None:
         """The first run that stepped over thin slices, again on every slice (bench/stride.py)."""
-        stride = self.backends[name].slice_stride(self.image, self.axis)
+        stride = self.backend(name).slice_stride(self.image, self.axis)
         if stride > 1:
             options = route_options([name], self.config.backend_options)[name]
             every = self.cache_dir / f"{self.case_name}-{name}-every-slice"
@@ -361,9 +292,9 @@ class _Runner:
         case's structures (None when no backend has an encoder)."""
         self._load(case)
         labels = np.isin(self.reference.array, [value for _, value in structures])
-        for name, backend in self.backends.items():
+        for name in self.backend_names:
             self.bar.set_postfix_str(f"encoder: {name} against fp32", refresh=False)
-            record = backend.encoder_check(self.image, labels, self.axis, self.device)
+            record = self.backend(name).encoder_check(self.image, labels, self.axis, self.device)
             if record is not None:
                 return {"backend": name, "case": case.name} | record
         return None

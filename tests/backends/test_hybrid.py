@@ -10,6 +10,7 @@ from napari_fewshot3d.backends import get_backend
 from napari_fewshot3d.backends.base import AdaptedModel, Backend
 from napari_fewshot3d.backends.hybrid import FOREST, MAX_FOLDS, SAM, _folds, _without
 from napari_fewshot3d.masks import dice
+from napari_fewshot3d.progress import Task
 from napari_fewshot3d.support import SupportSet
 from napari_fewshot3d.volume import Volume
 
@@ -120,3 +121,32 @@ def test_a_learner_shown_keeps_the_class_when_the_slice_corrected_does_not_favou
     assert worse.choices[1] == SAM and worse.held_out_dice[1] == pytest.approx({SAM: (12 / 14 + 1) / 2, FOREST: 0.5})
     other = image.with_array(image.array + 1)  # another image: earlier rounds say nothing about it
     assert engine.adapt(other, support_on([2, 5, 8, 11]), backend, "cpu").choices[1] == SAM
+
+
+@pytest.mark.slow  # encodes ~30 CT slices (shared with the test above through the session's cache)
+def test_one_slice_segmented_alone_is_that_slice_of_the_whole_segmentation(tmp_path, monkeypatch):
+    """The held-out comparison segments each held-out slice from the slab between its painted neighbours only: it
+    must see exactly what segmenting the whole volume shows there, for both learners, two classes, a stride of
+    slices and a coarse working grid — and also beyond the painting, where the whole volume is segmented."""
+    from napari_fewshot3d.backends.pixel import grid
+
+    monkeypatch.setattr(grid, "MAX_VOXELS", 100_000)  # the forest's features on a coarser grid than the scan's
+    image, reference = ct_slab(70, 100)
+    labels = np.zeros_like(reference.array)
+    for index in (2, 14, 26):
+        for value in (LIVER, 2):  # liver and right kidney
+            labels[:, :, index][reference.array[:, :, index] == value] = value
+    support = SupportSet.from_labels(reference.with_array(labels), "axial", {LIVER: "liver", 2: "kidney"})
+    learners = {
+        "forest": get_backend(FOREST),
+        "sam": get_backend(SAM, cache_dir=tmp_path / "cache", track_step_mm=0),
+        "sam, every third slice": get_backend(SAM, cache_dir=tmp_path / "cache", track_step_mm=9.0),
+    }
+    assert learners["sam, every third slice"].slice_stride(image, 2) == 3
+    for name, backend in learners.items():
+        model = engine.adapt(image, support, backend, "cpu")
+        whole, _ = model.segment_with_notes(image, "cpu", Task())
+        for index in (8, 9, 20, 28, 0):
+            alone = model.segment_slice(image, 2, index, "cpu", Task())
+            assert (alone > 0).any() or index == 0, (name, index)
+            np.testing.assert_array_equal(alone, whole[:, :, index], err_msg=f"{name}, slice {index}")

@@ -137,6 +137,17 @@ def test_track_with_a_stride_asks_only_every_strideth_slice_and_the_ones_it_must
     assert result[33].sum() == cone[33].sum()
 
 
+def test_track_with_a_stride_reaches_a_structure_through_to_the_volumes_last_slice():
+    n = 42  # 41, the last slice, is no multiple of the stride
+    column = np.zeros((n, 21, 21), bool)
+    column[:, 5:15, 5:15] = True
+    result = track(n, {30: column[30]}, lambda indices: {i: column[i] for i in indices}, growth_px=1, stride=3)
+    assert max(result) == n - 1 and result[n - 1].any()
+    filled = fill_between(result, (1.0, 1.0), stride=3)
+    assert sorted(i for i in filled if i > 30) == [31, 32, 34, 35, 37, 38, 40]
+    assert all(filled[i].sum() == column[i].sum() for i in filled)
+
+
 def test_fill_between_morphs_outlines_tapers_to_an_empty_side_and_leaves_wide_gaps():
     cone = _cone(40)
     tracked = {i: cone[i] for i in (9, 12, 15, 30)} | {6: np.zeros_like(cone[0])}

@@ -22,9 +22,9 @@ from napari_fewshot3d.bench.cases import (
     make_support,
 )
 from napari_fewshot3d.bench.metrics import dice_score, hd95_mm, score
-from napari_fewshot3d.bench.protocol import protocol_slices
+from napari_fewshot3d.bench.protocol import one_correction, protocol_slices
 from napari_fewshot3d.bench.report import write_report
-from napari_fewshot3d.bench.run import evaluate_run, one_correction
+from napari_fewshot3d.bench.timed import evaluate_run
 from napari_fewshot3d.cli.main import main as fewshot3d_main
 from napari_fewshot3d.errors import InputError
 from napari_fewshot3d.volume import Volume

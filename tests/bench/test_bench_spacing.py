@@ -82,3 +82,36 @@ def test_the_bench_runs_on_the_resampled_grid_and_says_so(tmp_path: Path):
     assert np.allclose(prediction.spacing, 1.5) and prediction.shape == isotropic(image, labels, 1.5)[0].shape
     with pytest.raises(InputError, match="between 0.2 and 10"):
         run_bench(BenchConfig(data=tmp_path / "data", backends=["interpolate"], peers=[], out=out, spacing=0.0))
+
+
+def test_each_backend_runs_a_case_alone_its_instance_reused_then_dropped(tmp_path: Path, monkeypatch):
+    """A run's peak memory is its own backend's: on a case the backends run one after another, each keeping its
+    instance (and caches) over the case's runs, and dropped before the next backend begins."""
+    import weakref
+
+    from napari_fewshot3d.bench import run as bench_run
+
+    ball_case_folder(tmp_path)
+    seen: list[tuple[str, weakref.ref]] = []
+    evaluate = bench_run.evaluate_run
+
+    def watched(image, reference, support, backend, device):
+        alive = {name for name, ref, _ in seen if ref() is not None and ref() is not backend}
+        assert alive == set(), f"{backend.name} runs while {alive} still holds its caches"
+        again = any(ref() is backend for _, ref, _ in seen)
+        seen.append((backend.name, weakref.ref(backend), again))
+        return evaluate(image, reference, support, backend, device)
+
+    monkeypatch.setattr(bench_run, "evaluate_run", watched)
+    config = BenchConfig(
+        data=tmp_path / "data", k=[2, 3], backends=["pixel-classifier"], peers=[], out=tmp_path / "out", quiet=True
+    )
+    results = run_bench(config)
+    assert [(name, again) for name, _, again in seen] == [
+        ("interpolate", False),
+        ("interpolate", True),  # the case's instance serves its every run
+        ("pixel-classifier", False),
+        ("pixel-classifier", True),
+    ]
+    assert all(row["status"] == "ok" for row in results["rows"])
+    assert [r["embed_first_for_volume"] for r in results["rows"]] == [True, False, True, False]

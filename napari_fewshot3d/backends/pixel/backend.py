@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ...masks import take_slice
 from ...preprocess import intensity_window, modality_mismatch, modality_of
 from ...progress import Task
 from ...support import SupportSet
@@ -113,24 +114,60 @@ class PixelClassifierModel(AdaptedModel):
 
     def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
         self.fit(task.sub(0.0, 0.05))
-        own = self.support is not None and self.home == volume.fingerprint()
+        own = self._on_own_volume(volume)
         grid, features = self.backend.features(volume, task.sub(0.05, 0.5), None if own else self.spacing_mm)
-        values = list(self.samples)
-        best = np.zeros(volume.shape, np.float32)
-        labels = np.zeros(volume.shape, np.uint16)
-        for n, value in enumerate(values):
-            part = task.sub(0.5 + 0.4 * n / len(values), 0.5 + 0.4 * (n + 1) / len(values))
-            chance = grid.back(probability(self.forests[value], features, part), volume.shape)
-            wins = (chance > 0.5) & (chance > best)
-            labels[wins], best[wins] = value, chance[wins]
+        labels = self._classify(features, lambda chance: grid.back(chance, volume.shape), task.sub(0.5, 0.9))
         task.report(0.9, "keeping the structures")
-        seeds = self.support.labels.array if own else None
-        labels, missing = keep_structures(labels, values, seeds)
+        seeds = self.support.labels.array if own and self.support is not None else None
+        labels, missing = keep_structures(labels, list(self.samples), seeds)
         notes = [
             f"{self.class_names[v]} (label {v}) not found: the classifier found nothing like it; its mask is empty"
             for v in missing
         ]
         return labels, notes
+
+    def segment_slice(self, volume: Volume, axis: int, index: int, device: str, task: Task) -> np.ndarray:
+        """On the painted volume, a slice between painted ones from the slab between them alone: voxels are
+        classified one by one, and the structures kept are those the slab's painted voxels touch."""
+        support = self.support
+        painted = sorted({s for c in support.classes for s in c.slices}) if support is not None else []
+        below, above = [s for s in painted if s < index], [s for s in painted if s > index]
+        if support is None or axis != support.axis or not self._on_own_volume(volume) or not below or not above:
+            return super().segment_slice(volume, axis, index, device, task)
+        self.fit(task.sub(0.0, 0.05))
+        grid, features = self.backend.features(volume, task.sub(0.05, 0.5))
+        start, stop = max(below), min(above) + 1
+        rows = grid.covering(axis, start, stop)
+        slab = [slice(None)] * 3
+        slab[axis] = slice(start, stop)
+        shape = tuple(stop - start if a == axis else n for a, n in enumerate(volume.shape))
+        within = [slice(None)] * 4
+        within[1 + axis] = rows
+        labels = self._classify(
+            features[tuple(within)],
+            lambda chance: grid.back(chance, shape, axis=axis, start=start, rows=rows),
+            task.sub(0.5, 0.95),
+        )
+        labels, _ = keep_structures(labels, list(self.samples), support.labels.array[tuple(slab)])
+        return take_slice(labels, axis, index - start)
+
+    def _on_own_volume(self, volume: Volume) -> bool:
+        return self.support is not None and self.home == volume.fingerprint()
+
+    def _classify(self, features: np.ndarray, to_scan, task: Task) -> np.ndarray:
+        """Each voxel to its most probable class above 0.5 (0: none), on the scan's grid via ``to_scan``."""
+        values = list(self.samples)
+        labels: np.ndarray | None = None
+        best: np.ndarray | None = None
+        for n, value in enumerate(values):
+            part = task.sub(n / len(values), (n + 1) / len(values))
+            chance = to_scan(probability(self.forests[value], features, part))
+            if labels is None or best is None:
+                labels, best = np.zeros(chance.shape, np.uint16), np.zeros(chance.shape, np.float32)
+            wins = (chance > 0.5) & (chance > best)
+            labels[wins], best[wins] = value, chance[wins]
+        assert labels is not None
+        return labels
 
     def check_volume(self, volume: Volume) -> str | None:
         why = "its intensity features do not transfer across modalities"

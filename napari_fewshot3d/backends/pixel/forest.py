@@ -79,14 +79,17 @@ def fit(samples: TrainingSet, seed: int = 0):
 
 
 def probability(forest, features: np.ndarray, task: Task) -> np.ndarray:
-    """The forest's probability of the class at every working-grid voxel (float32, the grid's shape)."""
-    flat = features.reshape(features.shape[0], -1)
-    out = np.zeros(flat.shape[1], np.float32)
+    """The forest's probability of the class at every working-grid voxel (float32, the grid's shape). Blocks of
+    rows along the first axis at a time: a slab of the features (a strided view) is never copied whole."""
+    shape = features.shape[1:]
+    out = np.zeros(shape, np.float32)
     if list(forest.classes_) != [False, True]:  # trained on one kind only: nothing to tell apart
         out[:] = float(bool(forest.classes_[0]))
-        return out.reshape(features.shape[1:])
-    for start in range(0, flat.shape[1], CHUNK):
-        task.report(start / flat.shape[1], "classifying voxels")
-        chunk = flat[:, start : start + CHUNK].T.astype(np.float32)
-        out[start : start + CHUNK] = forest.predict_proba(chunk)[:, 1]
-    return out.reshape(features.shape[1:])
+        return out
+    rows = max(CHUNK // max(int(np.prod(shape[1:])), 1), 1)
+    for start in range(0, shape[0], rows):
+        task.report(start / shape[0], "classifying voxels")
+        block = features[:, start : start + rows]
+        chunk = block.reshape(block.shape[0], -1).T.astype(np.float32)
+        out[start : start + rows] = forest.predict_proba(chunk)[:, 1].reshape(block.shape[1:])
+    return out

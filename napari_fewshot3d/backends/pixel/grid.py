@@ -51,12 +51,23 @@ class WorkingGrid:
             np.asarray(array, np.float32), np.array(self.step), output_shape=self.shape, order=1, mode="nearest"
         )
 
-    def back(self, working: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """A working-grid map on the scan's grid of ``shape``, linearly interpolated."""
+    def back(
+        self, working: np.ndarray, shape: tuple[int, ...], axis: int = 0, start: int = 0, rows: slice | None = None
+    ) -> np.ndarray:
+        """A working-grid map on the scan's grid of ``shape``, linearly interpolated; for a slab, ``working`` holds
+        the grid's ``rows`` along ``axis`` (see :meth:`covering`) and ``shape`` begins at scan slice ``start``."""
         if self.is_identity:
             return working
         inverse = 1.0 / np.array(self.step)
-        return ndi.affine_transform(working, inverse, output_shape=tuple(shape), order=1, mode="nearest")
+        offset = np.zeros(3)
+        if rows is not None:
+            offset[axis] = start * inverse[axis] - rows.start
+        return ndi.affine_transform(working, inverse, offset, output_shape=tuple(shape), order=1, mode="nearest")
+
+    def covering(self, axis: int, start: int, stop: int) -> slice:
+        """The working-grid rows along ``axis`` that scan slices ``start`` to ``stop - 1`` are interpolated from."""
+        step = self.step[axis]
+        return slice(max(int(np.floor(start / step)), 0), min(int(np.ceil((stop - 1) / step)) + 1, self.shape[axis]))
 
     def points(self, indices: np.ndarray) -> np.ndarray:
         """Scan voxel indices ``(3, n)`` as (fractional) working-grid coordinates."""

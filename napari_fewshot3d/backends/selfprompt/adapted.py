@@ -101,6 +101,17 @@ class SelfPromptModel(AdaptedModel):
         return self.segment_with_notes(volume, device, task)[0]
 
     def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
+        return self._segment(volume, device, task, None)
+
+    def segment_slice(self, volume: Volume, axis: int, index: int, device: str, task: Task) -> np.ndarray:
+        """On the painted volume, one slice: a class painted on both sides of it is tracked only across that gap
+        (tracking never crosses a painted slice, so the slice gets what the whole volume's tracking gives it)."""
+        if axis != self.axis or not self._on_own_volume(volume):
+            return super().segment_slice(volume, axis, index, device, task)
+        return take_slice(self._segment(volume, device, task, index)[0], axis, index)
+
+    def _segment(self, volume: Volume, device: str, task: Task, only: int | None) -> tuple[np.ndarray, list[str]]:
+        """The labels of every slice, or (``only``) of that one slice alone; the rest of the array stays 0."""
         own = self._on_own_volume(volume)
         embedder = self.embedders.embedder(
             volume,
@@ -125,6 +136,8 @@ class SelfPromptModel(AdaptedModel):
 
         notes: list[str] = []
         seeds = self._own_seeds() if own else self._found_seeds(volume, embedder, coarse, notes, task.sub(0.0, 0.1))
+        if only is not None:
+            seeds = {value: _across_gap(painted, negatives, only) for value, (painted, negatives) in seeds.items()}
         growth = growth_px(volume, self.axis, embedder)
         stride = track_stride(volume, self.axis, self.embedders.track_step_mm)
         masks: dict[int, dict[int, np.ndarray]] = {}
@@ -153,8 +166,12 @@ class SelfPromptModel(AdaptedModel):
             )
         labels = np.zeros(volume.shape, np.uint16)
         spacing = in_plane_spacing(volume, self.axis)
-        shapes = {value: interpolated_slices(seeds[value][0], spacing) for value in self.head.values}
-        self._assemble(labels, masks, shapes, (spacing, stride), embedder, probabilities, task.sub(0.7, 1.0))
+        # The painted outlines morphed between painted slices: only where they are fused with the masks (two
+        # distance maps per slice between painted ones; with fusion "none" they would change nothing).
+        fused = [value for value in self.head.values if self.fusion.get(value, "none") != "none"]
+        shapes = {v: {} for v in self.head.values} | {v: interpolated_slices(seeds[v][0], spacing, only) for v in fused}
+        stepping = (spacing, stride, only)
+        self._assemble(labels, masks, shapes, stepping, embedder, probabilities, task.sub(0.7, 1.0))
         return labels, notes
 
     def _own_seeds(self) -> dict[int, tuple[dict[int, np.ndarray], tuple[int, ...]]]:
@@ -191,14 +208,17 @@ class SelfPromptModel(AdaptedModel):
     def _assemble(self, labels, masks, shapes, stepping, embedder: SliceEmbedder, probabilities, task: Task) -> None:
         """Refine where it helps, fill the slices tracking stepped over, combine with the interpolated painted
         outlines where that helps, then write classes into the label volume; overlaps go to the most confident."""
-        spacing, stride = stepping
+        spacing, stride, only = stepping
         best = np.zeros(labels.shape, np.float32)
         for n, value in enumerate(self.head.values):
             task.report(n / len(self.head.values), f"refining class {value}")
             row = self.head.values.index(value)
             fusion = self.fusion.get(value, "none")
-            outlines = {i: self._outline(i, m, row, value, embedder, probabilities) for i, m in masks[value].items()}
+            tracked = masks[value] if only is None else _around(masks[value], only)
+            outlines = {i: self._outline(i, m, row, value, embedder, probabilities) for i, m in tracked.items()}
             outlines |= fill_between(outlines, spacing, stride)
+            if only is not None:
+                outlines = {i: m for i, m in outlines.items() if i == only}
             outlines |= {i: np.zeros_like(m) for i, m in shapes[value].items() if i not in outlines}
             for index, mask in sorted(outlines.items()):
                 mask = fuse(mask, shapes[value].get(index), fusion)
@@ -218,6 +238,28 @@ class SelfPromptModel(AdaptedModel):
             refined = embedder.refine(index, mask)
             return mask if refined is None else refined & within(mask, embedder)
         return tight(mask, probabilities[index][row])
+
+
+def _across_gap(painted: dict[int, np.ndarray], negatives: tuple[int, ...], index: int):
+    """A class's seeds for segmenting slice ``index`` alone: when painted on both sides of it, the two painted
+    slices around it, with the slices just beyond them marked empty so that tracking stays in the gap between;
+    otherwise (painted on it, or on one side only) all of them."""
+    below = [s for s in painted if s < index]
+    above = [s for s in painted if s > index]
+    if index in painted or not below or not above:
+        return painted, negatives
+    lower, upper = max(below), min(above)
+    inside = tuple(s for s in negatives if lower < s < upper)
+    return {lower: painted[lower], upper: painted[upper]}, (*inside, lower - 1, upper + 1)
+
+
+def _around(masks: dict[int, np.ndarray], index: int) -> dict[int, np.ndarray]:
+    """The tracked masks that slice ``index`` is made from: its own, or the nearest on either side of it."""
+    if index in masks:
+        return {index: masks[index]}
+    below = [s for s in masks if s < index]
+    above = [s for s in masks if s > index]
+    return {s: masks[s] for s in (max(below, default=None), min(above, default=None)) if s is not None}
 
 
 class Transfer:

@@ -57,6 +57,7 @@ class SelfPromptSamBackend(Backend):
         self.window = dict(window or {})
         self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else None)
         self._sams: dict[tuple[str, str, str, str], Any] = {}
+        self._last_embedder: tuple[tuple, SliceEmbedder] | None = None
 
     def sam(
         self,
@@ -94,17 +95,19 @@ class SelfPromptSamBackend(Backend):
         pixel_mm: float = 0.0,
     ) -> SliceEmbedder:
         """The slices of ``volume`` along ``axis`` as the named SAM sees them, through this backend's cache; with
-        ``pixel_mm``, at that physical size per model pixel (a saved model on another scan)."""
-        return SliceEmbedder(
-            self.sam(device, checkpoint, model_type),
-            volume,
-            axis,
-            self.cache,
-            window,
-            batch_size=8 if device == "cuda" else 1,
-            clock=self.encoder_clock,
-            pixel_mm=pixel_mm,
-        )
+        ``pixel_mm``, at that physical size per model pixel (a saved model on another scan). The last one is kept:
+        every adapt and segment on the same image asks again, and each would window the whole volume anew."""
+        sam = self.sam(device, checkpoint, model_type)
+        window_key = repr(sorted((window or {}).items()))
+        key = (volume.fingerprint(), axis, id(sam), sam.runtime, window_key, float(pixel_mm))  # runtime: may fall back
+        if self._last_embedder is None or self._last_embedder[0] != key:
+            self._last_embedder = None  # the previous image's windowed copy goes before the next one is made
+            batch = 8 if device == "cuda" else 1
+            embedder = SliceEmbedder(
+                sam, volume, axis, self.cache, window, batch_size=batch, clock=self.encoder_clock, pixel_mm=pixel_mm
+            )
+            self._last_embedder = (key, embedder)
+        return self._last_embedder[1]
 
     def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict:
         from .encoder_check import REFERENCE, against_fp32

@@ -35,12 +35,14 @@ def between(lower: np.ndarray, upper: np.ndarray, fraction: float, spacing: Sequ
     return blend < 0
 
 
-def interpolated_slices(painted: dict[int, np.ndarray], spacing: Sequence[float]) -> dict[int, np.ndarray]:
-    """Shapes on every slice strictly between consecutive painted slices."""
+def interpolated_slices(
+    painted: dict[int, np.ndarray], spacing: Sequence[float], only: int | None = None
+) -> dict[int, np.ndarray]:
+    """Shapes on every slice strictly between consecutive painted slices (or on slice ``only`` alone, if it is one)."""
     order = sorted(painted)
     shapes: dict[int, np.ndarray] = {}
     for lower, upper in zip(order, order[1:], strict=False):
-        for index in range(lower + 1, upper):
+        for index in range(lower + 1, upper) if only is None else [only] if lower < only < upper else []:
             shapes[index] = between(painted[lower], painted[upper], (index - lower) / (upper - lower), spacing)
     return shapes
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .shape_prior import between, signed_distance
+from .shape_prior import signed_distance
 
 #: A slice where the structure shrinks below this fraction of its largest cross-section is taken as its end:
 #: tracking keeps it but goes no further (past a tip it would follow whatever touches it, e.g. bowel below a
@@ -111,8 +111,10 @@ def track(
 
 
 def strided_slices(n_slices: int, stride: int, keep: Iterable[int] = ()) -> list[int]:
-    """Every ``stride``-th slice index and those in ``keep`` (inside the volume), in order."""
-    return sorted(set(range(0, n_slices, max(int(stride), 1))) | {int(s) for s in keep if 0 <= s < n_slices})
+    """Every ``stride``-th slice index, the last one (else the slices after the last stride would never be filled)
+    and those in ``keep`` (inside the volume), in order."""
+    every = set(range(0, n_slices, max(int(stride), 1))) | ({n_slices - 1} if n_slices > 0 else set())
+    return sorted(every | {int(s) for s in keep if 0 <= s < n_slices})
 
 
 def _beside(grid: list[int], position: int) -> list[int]:
@@ -126,17 +128,26 @@ def fill_between(masks: dict[int, np.ndarray], spacing: Sequence[float], stride:
     outline shrinks to nothing on the way (a structure's tip); between two empty sides nothing."""
     filled: dict[int, np.ndarray] = {}
     order = sorted(masks)
+    distances: dict[int, np.ndarray] = {}  # each tracked outline's signed distance, computed once for both gaps
+
+    def distance(index: int) -> np.ndarray:
+        if index not in distances:
+            distances.clear()  # the gaps come in order: only the upper side of the last one is asked again
+            distances[index] = signed_distance(masks[index], spacing)
+        return distances[index]
+
     for lower, upper in zip(order, order[1:], strict=False):
         if not 1 < upper - lower <= stride or not (masks[lower].any() or masks[upper].any()):
             continue
         if masks[lower].any() and masks[upper].any():
+            below, above = distance(lower), distance(upper)
             for index in range(lower + 1, upper):
-                filled[index] = between(masks[lower], masks[upper], (index - lower) / (upper - lower), spacing)
+                fraction = (index - lower) / (upper - lower)
+                filled[index] = (1 - fraction) * below + fraction * above < 0  # as shape_prior.between
             continue
         present, towards = (lower, upper) if masks[lower].any() else (upper, lower)
-        distance = signed_distance(masks[present], spacing)
-        depth = float(-distance.min())  # at the empty side even the deepest point is outside
+        depth = float(-distance(present).min())  # at the empty side even the deepest point is outside
         for index in range(lower + 1, upper):
             fraction = abs(index - present) / abs(towards - present)
-            filled[index] = distance < -fraction * depth
+            filled[index] = distance(present) < -fraction * depth
     return filled
