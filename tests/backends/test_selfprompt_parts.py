@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_fewshot3d.backends.selfprompt.cache import EmbeddingCache, content_key
 from napari_fewshot3d.backends.selfprompt.head import CellHead, cell_samples, fit_head
-from napari_fewshot3d.backends.selfprompt.tracking import continue_structure, fill_between, strided_slices, track
+from napari_fewshot3d.backends.selfprompt.tracking import (
+    continue_structure,
+    fill_between,
+    grown,
+    strided_slices,
+    track,
+)
 
 
 def test_cache_memory_then_disk_and_keys_follow_content(tmp_path):
@@ -68,6 +75,18 @@ def test_decoded_masks_are_remembered_per_slice_and_prompt():
     assert cache.get_decoded("volume", 5, b"other box") is None and cache.get_decoded("volume", 6, b"box") is None
     cache.clear_memory()  # a cold benchmark run starts from nothing
     assert cache.get_decoded("volume", 5, b"box") is None
+
+
+def test_growing_a_mask_by_a_radius_is_a_dilation_by_that_disk():
+    rng = np.random.default_rng(3)
+    for radius in (0.0, 0.5, 1.0, 2.5, 7.3, 12.0):
+        r = int(np.ceil(radius))
+        y, x = np.mgrid[-r : r + 1, -r : r + 1]
+        disk = x * x + y * y <= radius * radius + 1e-9
+        for _ in range(3):
+            mask = rng.random((60, 70)) > 0.99  # scattered pixels, some at the border
+            assert np.array_equal(grown(mask, radius), ndi.binary_dilation(mask, disk)), radius
+    assert not grown(np.zeros((5, 5), bool), 3.0).any()
 
 
 def test_continue_structure_drops_far_components_and_limits_growth():

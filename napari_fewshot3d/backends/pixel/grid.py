@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-#: The most voxels a working grid holds (61 float16 features: ~0.5 GB).
-MAX_VOXELS = 4_000_000
+#: The most voxels a working grid holds (61 float16 features: ~0.25 GB). A 1 mm CT is worked on at ~2.7 mm, finer
+#: than the bench's own 3 mm cases: measured on the CT resampled to 1 mm, 2M against 4M voxels gave liver Dice
+#: 0.897 vs 0.898, pancreas 0.668 vs 0.632, and the hybrid's cold adapt+segment 41 s vs 51 s.
+MAX_VOXELS = 2_000_000
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,6 @@ def _density(values: np.ndarray) -> np.ndarray:
 
 def surroundings(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """The ring of width ``radius_px`` around a 2D mask: the tissue a leak would run into."""
-    from .tracking import disk
+    from .tracking import grown
 
-    return ndi.binary_dilation(mask, disk(radius_px)) & ~mask
+    return grown(mask, radius_px) & ~mask

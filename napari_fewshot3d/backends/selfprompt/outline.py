@@ -4,11 +4,10 @@ in millimetres, so that they mean the same on every scan."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ...volume import Volume
 from .embedder import SliceEmbedder
-from .tracking import disk
+from .tracking import grown
 
 #: How far (mm) a structure's outline may move outward from one slice to the next while tracking.
 GROWTH_MM_PER_SLICE_THICKNESS = 3.0
@@ -47,4 +46,4 @@ def tight(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
 def within(mask: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
     """The coarse mask grown by the refinement margin, in slice voxels."""
     spacing = float(np.mean(embedder.letterbox.spacing))
-    return ndi.binary_dilation(mask, disk(REFINE_MARGIN_MM / spacing)) if mask.any() else mask
+    return grown(mask, REFINE_MARGIN_MM / spacing) if mask.any() else mask

@@ -27,10 +27,16 @@ from .shape_prior import signed_distance
 END_FRACTION = 0.05
 
 
-def disk(radius: float) -> np.ndarray:
-    r = max(int(np.ceil(radius)), 0)
-    y, x = np.mgrid[-r : r + 1, -r : r + 1]
-    return (x * x + y * y) <= radius * radius + 1e-9
+def grown(mask: np.ndarray, radius_px: float) -> np.ndarray:
+    """``mask`` (2D) grown by ``radius_px``: every pixel within that Euclidean distance of it. The same set as a
+    dilation by a disk of that radius, from one distance transform (at 1 mm a 20-pixel disk's dilation was
+    ~5x slower)."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return np.zeros_like(mask)
+    radius = max(float(radius_px), 0.0)
+    squared = ndi.distance_transform_edt(~mask) ** 2  # sums of squared integers: exact in float64
+    return squared <= radius * radius + 1e-9
 
 
 def continue_structure(
@@ -46,7 +52,7 @@ def continue_structure(
     """
     if not reference.any() or not candidate.any():
         return np.zeros_like(candidate, dtype=bool)
-    reach = ndi.binary_dilation(reference, disk(growth_px))
+    reach = grown(reference, growth_px)
     components, _ = ndi.label(candidate & reach)
     kept = np.zeros_like(candidate, dtype=bool)
     for label in range(1, components.max() + 1):
