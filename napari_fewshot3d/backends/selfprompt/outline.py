@@ -46,4 +46,4 @@ def tight(mask: np.ndarray, probability: np.ndarray) -> np.ndarray:
 def within(mask: np.ndarray, embedder: SliceEmbedder) -> np.ndarray:
     """The coarse mask grown by the refinement margin, in slice voxels."""
     spacing = float(np.mean(embedder.letterbox.spacing))
-    return grown(mask, REFINE_MARGIN_MM / spacing) if mask.any() else mask
+    return grown(mask, REFINE_MARGIN_MM / spacing)

@@ -29,8 +29,8 @@ END_FRACTION = 0.05
 
 def grown(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """``mask`` (2D) grown by ``radius_px``: every pixel within that Euclidean distance of it. The same set as a
-    dilation by a disk of that radius, from one distance transform (at 1 mm a 20-pixel disk's dilation was
-    ~5x slower)."""
+    dilation by a disk of that radius, from one distance transform (on a 301 x 334 slice: 3 ms whatever the radius,
+    against 15 ms for a 10-pixel disk's dilation and 67 ms for a 20-pixel one)."""
     mask = np.asarray(mask, bool)
     if not mask.any():
         return np.zeros_like(mask)
