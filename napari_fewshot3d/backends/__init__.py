@@ -17,7 +17,7 @@ from .base import AdaptedModel, Backend
 
 #: name -> "module:Class"
 _REGISTRY: dict[str, str] = {
-    "hybrid": "napari_fewshot3d.backends.hybrid:HybridBackend",
+    "hybrid": "napari_fewshot3d.backends.hybrid.backend:HybridBackend",
     "interpolate": "napari_fewshot3d.backends.interpolate:InterpolateBackend",
     "pixel-classifier": "napari_fewshot3d.backends.pixel.backend:PixelClassifierBackend",
     "selfprompt-sam": "napari_fewshot3d.backends.selfprompt.backend:SelfPromptSamBackend",

@@ -12,7 +12,7 @@ from ..masks import take_slice
 from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
-from .base import AdaptedModel, Backend
+from .base import AdaptedModel, Backend, Focus
 
 
 class InterpolateBackend(Backend):
@@ -20,6 +20,13 @@ class InterpolateBackend(Backend):
     description = "Fill between slices (ITK morphological contour interpolation); no learning"
     min_slices_per_class = 2
     can_save = False
+
+    def embed(self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None) -> None:
+        """Nothing of the image to precompute, but ITK's first interpolation loads its filter (~13 s once per
+        process, measured): done here, in the background while the user paints, not when adapting."""
+        task.report(0.0, "loading ITK")
+        warm_up()
+        task.report(1.0, "ITK loaded")
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
         task.report(1.0, "support read")
@@ -52,6 +59,13 @@ def _itk():
 
     itk.MultiThreaderBase.SetGlobalDefaultThreader(itk.MultiThreaderBase.ThreaderTypeFromString("POOL"))
     return itk
+
+
+def warm_up() -> None:
+    """One tiny interpolation, so that ITK's lazily loaded filter is in memory before it is needed."""
+    tiny = np.zeros((4, 4, 3), np.uint8)
+    tiny[1:3, 1:3, 0] = tiny[1:3, 1:3, 2] = 1
+    _interpolate_labels(_itk(), tiny, 2)
 
 
 def interpolate_between_slices(labels: np.ndarray, axis: int, task: Task | None = None) -> np.ndarray:

@@ -8,7 +8,8 @@ import pytest
 from napari_fewshot3d import engine
 from napari_fewshot3d.backends import get_backend
 from napari_fewshot3d.backends.base import AdaptedModel, Backend
-from napari_fewshot3d.backends.hybrid import FOREST, MAX_FOLDS, SAM, _folds, _without
+from napari_fewshot3d.backends.hybrid.backend import FOREST, MAX_FOLDS, SAM, _folds, _without
+from napari_fewshot3d.backends.hybrid.combine import combined
 from napari_fewshot3d.masks import dice
 from napari_fewshot3d.progress import Task
 from napari_fewshot3d.support import SupportSet
@@ -56,8 +57,14 @@ def test_chooses_per_class_on_held_out_slices_and_saves_the_choice(tmp_path):
     better = max(model.held_out_dice[LIVER], key=model.held_out_dice[LIVER].get)
     assert chosen == better or model.held_out_dice[LIVER][FOREST] - model.held_out_dice[LIVER][SAM] <= 0.01
     result = engine.segment(model, image, support, "cpu")
-    own = engine.segment(model.models[chosen], image, support, "cpu")
-    np.testing.assert_array_equal(result.array == LIVER, own.array == LIVER)  # the chosen learner's mask
+    # on the painted image: both learners combined with Fill between slices (test_hybrid_combine.py)
+    learners = [engine.segment(model.models[name], image, support, "cpu").array == LIVER for name in (SAM, FOREST)]
+    filled = engine.segment(engine.adapt(image, support, get_backend("interpolate"), "cpu"), image, support, "cpu")
+    painted = {s: liver[:, :, s] for s in (2, 14, 26)}
+    expected = combined(*learners, filled.array == LIVER, painted, 2, image.spacing)
+    for index, mask in painted.items():
+        expected[:, :, index] = mask  # the painting wins on its own slices
+    np.testing.assert_array_equal(result.array == LIVER, expected)
     assert dice(result.array == LIVER, liver) >= 0.9, (model.choices, model.held_out_dice)
 
     loaded = engine.load_model(engine.save_model(model, tmp_path / "liver.fs3d"), lambda name: backend)

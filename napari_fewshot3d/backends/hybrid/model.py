@@ -1,0 +1,102 @@
+"""The hybrid's adapted model: both learners, the one chosen per class, and on the painted image their combination
+with Fill between slices (:mod:`.combine`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...progress import Task
+from ...support import SupportSet
+from ...volume import Volume
+from ..base import AdaptedModel
+from .combine import combined
+
+NAME = "hybrid"
+SAM, FOREST, FILL = "selfprompt-sam", "pixel-classifier", "interpolate"
+
+
+class HybridModel(AdaptedModel):
+    """Both adapted learners and, per class, which one's mask it keeps on a scan without painting."""
+
+    backend_name = NAME
+
+    def __init__(
+        self,
+        models: dict[str, AdaptedModel],
+        choices: dict[int, str],
+        class_names: dict[int, str],
+        held_out_dice: dict[int, dict[str, float]],
+    ) -> None:
+        self.models = models
+        self.choices = choices
+        self.class_names = dict(class_names)
+        #: Per class, each learner's mean Dice on the held-out painted slices (empty for a loaded model).
+        self.held_out_dice = held_out_dice
+        self._fill: AdaptedModel | None = None
+        self._support: SupportSet | None = None
+        self._home: tuple | None = None
+
+    def combine_on(self, fill: AdaptedModel, support: SupportSet, home: tuple) -> None:
+        """On the image of fingerprint ``home``, show each class painted on two slices or more of ``support`` as
+        the combination of both learners and ``fill`` (never saved: another scan has no painted slices)."""
+        self._fill, self._support, self._home = fill, support, home
+
+    @property
+    def combined_classes(self) -> list[int]:
+        """The classes shown combined on the painted image."""
+        support = self._support
+        return [] if support is None else [c.value for c in support.classes if len(c.slices) >= 2]
+
+    def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
+        return self.segment_with_notes(volume, device, task)[0]
+
+    def segment_with_notes(self, volume: Volume, device: str, task: Task) -> tuple[np.ndarray, list[str]]:
+        combining = self.combined_classes if self._fill is not None and volume.fingerprint() == self._home else []
+        needed = [name for name in (SAM, FOREST) if name in self.choices.values() or combining]
+        span = 0.9 if combining else 1.0
+        found: dict[str, np.ndarray] = {}
+        notes: list[str] = []
+        for n, name in enumerate(needed):
+            labels, said = self.models[name].segment_with_notes(
+                volume, device, task.sub(span * n / len(needed), span * (n + 1) / len(needed))
+            )
+            mine = [value for value, chosen in self.choices.items() if chosen == name and value not in combining]
+            notes += [line for line in said if any(f"(label {value})" in line for value in mine)]
+            found[name] = np.asarray(labels)
+        filled = self._fill.segment(volume, device, task.sub(0.9, 1.0)) if combining and self._fill else None
+        out = np.zeros(found[needed[0]].shape, found[needed[0]].dtype)
+        for name in needed:
+            for value in [value for value, chosen in self.choices.items() if chosen == name]:
+                if filled is not None and value in combining:
+                    mask = self._combined(value, found[SAM] == value, found[FOREST] == value, filled == value, volume)
+                else:
+                    mask = found[name] == value
+                out[mask & (out == 0)] = value  # a class already placed keeps its voxels
+        return out, notes
+
+    def _combined(self, value: int, sam, forest, filled, volume: Volume) -> np.ndarray:
+        support = self._support
+        assert support is not None
+        painted = {s: support.slice_of(support.labels.array, s) == value for s in support.get(value).slices}
+        return combined(sam, forest, filled, painted, support.axis, volume.spacing)
+
+    def check_volume(self, volume: Volume) -> str | None:
+        for name in dict.fromkeys(self.choices.values()):
+            problem = self.models[name].check_volume(volume)
+            if problem:
+                return problem
+        return None
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta: dict[str, Any] = {
+            "choices": {str(k): v for k, v in self.choices.items()},
+            "class_names": {str(k): v for k, v in self.class_names.items()},
+            "parts": {},
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for name, model in self.models.items():
+            meta["parts"][name], part = model.to_state()
+            arrays |= {f"{name}__{key}": value for key, value in part.items()}
+        return meta, arrays
