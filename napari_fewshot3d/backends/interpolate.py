@@ -12,7 +12,7 @@ from ..masks import take_slice
 from ..progress import Task
 from ..support import SupportSet
 from ..volume import Volume
-from .base import AdaptedModel, Backend, Focus
+from .base import AdaptedModel, Backend
 
 
 class InterpolateBackend(Backend):
@@ -21,12 +21,10 @@ class InterpolateBackend(Backend):
     min_slices_per_class = 2
     can_save = False
 
-    def embed(self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None) -> None:
-        """Nothing of the image to precompute, but ITK's first interpolation loads its filter (~13 s once per
-        process, measured): done here, in the background while the user paints, not when adapting."""
-        task.report(0.0, "loading ITK")
+    def load(self) -> None:
+        """Load ITK's filter now (~13 s once per process, measured), not at the first interpolation: a backend that
+        interpolates as part of its own work calls this while the image is being encoded."""
         warm_up()
-        task.report(1.0, "ITK loaded")
 
     def adapt(self, volume: Volume, support: SupportSet, device: str, task: Task) -> AdaptedModel:
         task.report(1.0, "support read")

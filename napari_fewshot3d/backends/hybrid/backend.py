@@ -79,7 +79,9 @@ class HybridBackend(Backend):
     def embed(self, volume: Volume, device: str, task: Task, axis: int, focus: Focus | None = None) -> None:
         self.parts[SAM].embed(volume, device, task.sub(0.0, 0.65), axis, focus)
         self.parts[FOREST].embed(volume, device, task.sub(0.65, 0.95), axis)
-        self.fill.embed(volume, device, task.sub(0.95, 1.0), axis)
+        task.report(0.95, "loading ITK (Fill between slices)")
+        self.fill.load()  # type: ignore[attr-defined]  # the interpolate backend's
+        task.report(1.0, "ready")
 
     def encoder_check(self, volume: Volume, labels: np.ndarray, axis: int, device: str, slices: int = 4) -> dict | None:
         return self.parts[SAM].encoder_check(volume, labels, axis, device, slices)
