@@ -39,15 +39,15 @@ class HybridModel(AdaptedModel):
         self._home: tuple | None = None
 
     def combine_on(self, fill: AdaptedModel, support: SupportSet, home: tuple) -> None:
-        """On the image of fingerprint ``home``, show each class painted on two slices or more of ``support`` as
-        the combination of both learners and ``fill`` (never saved: another scan has no painted slices)."""
+        """On the image of fingerprint ``home``, show each class of ``support`` as the combination of both learners
+        and ``fill`` (never saved: another scan has no painted slices)."""
         self._fill, self._support, self._home = fill, support, home
 
     @property
     def combined_classes(self) -> list[int]:
         """The classes shown combined on the painted image."""
         support = self._support
-        return [] if support is None else [c.value for c in support.classes if len(c.slices) >= 2]
+        return [] if support is None else [c.value for c in support.classes]
 
     def segment(self, volume: Volume, device: str, task: Task) -> np.ndarray:
         return self.segment_with_notes(volume, device, task)[0]
