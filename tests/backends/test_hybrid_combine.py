@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_fewshot3d import engine
 from napari_fewshot3d.backends import get_backend
@@ -72,12 +73,24 @@ def test_between_painted_slices_two_of_three_decide_and_beyond_them_sam_or_the_f
     np.testing.assert_array_equal(out[:, :, 9], sam[:, :, 9])  # SAM's wider slice; the forest's creep cut off
 
 
+def test_between_painted_slices_the_forest_alone_counts_within_its_reach_of_the_interpolated_outline():
+    """The interpolated outline a voxel short, SAM with it: the forest's edge, one 3 mm voxel further out, is kept;
+    its look-alike tissue two voxels out is not."""
+    sam = filled = np.repeat(square()[:, :, None], 7, axis=2)
+    truth = np.stack([ndi.binary_dilation(filled[:, :, s]) for s in range(7)], axis=2)  # one voxel out, no corners
+    forest = truth.copy()
+    forest[0, 3:7, 3] = True  # two voxels (6 mm) outside the interpolated outline
+    painted = {s: truth[:, :, s] for s in (0, 6)}
+    out = combined(sam, forest, filled, painted, 2, (3.0, 3.0, 3.0))
+    np.testing.assert_array_equal(out[:, :, 1:6], truth[:, :, 1:6])
+
+
 def test_the_hybrid_shows_the_combination_on_the_painted_image_and_the_learner_chosen_elsewhere():
     truth = np.zeros((12, 12, 10), np.uint8)
     truth[3:7, 3:7, :] = 1
     sam_answer, forest_answer = truth.copy(), truth.copy()
     sam_answer[3, :, 6] = 0  # a row short on slice 6
-    forest_answer[0:2, 3:5, 6] = 1  # look-alike tissue on slice 6
+    forest_answer[10:12, 3:5, 6] = 1  # look-alike tissue on slice 6, 4 mm (voxels) and more from the organ
     image = Volume(np.random.default_rng(0).normal(size=truth.shape).astype(np.float32), np.eye(4))
     labels = np.zeros_like(truth)
     labels[:, :, [2, 5, 8]] = truth[:, :, [2, 5, 8]]

@@ -1,10 +1,11 @@
 """One structure's mask from three opinions, on the image it was painted on.
 
 Between the first and last painted slice: a vote — a voxel is the structure where two of selfprompt-sam, the forest
-and Fill between slices say so. They err in different places (SAM on thin low-contrast edges, the forest on
-look-alike tissue, the interpolation wherever the outline changes between painted slices), so two of them rarely
-agree on a mistake. Beyond the painted range there is no interpolation: SAM's mask there (already tracked slice by
-slice outward, its outline allowed to move a little per slice) counts, and so does the forest's where it continues
+and Fill between slices say so, or where the forest does within a few mm of the interpolated outline. They err in
+different places (SAM on thin low-contrast edges, the forest on look-alike tissue, the interpolation wherever the
+outline changes between painted slices), so two of them rarely agree on a mistake. Beyond the painted range there
+is no interpolation: SAM's mask there (already tracked slice by slice outward, its outline allowed to move a little
+per slice) counts, and so does the forest's where it continues
 the structure without growing — slice by slice outward from the outermost painted slice, each slice cut to the
 outline of the slice before. The forest judges voxels one by one, so beyond the painting its pieces creep into the
 tissue next to the structure; inside the outline it fills what SAM's coarse grid misses.
@@ -16,6 +17,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
+
+#: Between painted slices the forest's voxels also count where they lie within this distance (mm) of Fill between
+#: slices' outline: the interpolated shape is about right, the forest sees where its edge really runs. Measured in
+#: one offline pass over the bench's k=3 predictions (12 structures): 0.919 -> 0.922 (CT pancreas 0.785 -> 0.814,
+#: CT left kidney 0.906 -> 0.913; MR spleen 0.964 -> 0.955); the same reach for SAM's voxels: 0.918.
+FOREST_REACH_MM = 3.0
 
 
 def combined(
@@ -35,6 +42,10 @@ def combined(
     out = np.zeros(sam.shape, bool)
     out[lo : hi + 1] = sam[lo : hi + 1].astype(np.int8) + forest[lo : hi + 1] + filled[lo : hi + 1] >= 2
     in_plane = tuple(float(s) for a, s in enumerate(spacing) if a != axis)
+    for index in range(lo + 1, hi):
+        if filled[index].any() and index not in painted:
+            near = ndi.distance_transform_edt(~filled[index], sampling=in_plane) <= FOREST_REACH_MM
+            out[index] |= forest[index] & near
     for start, steps in ((lo, range(lo - 1, -1, -1)), (hi, range(hi + 1, sam.shape[0]))):
         out[list(steps)] = sam[list(steps)] | continued(forest, painted[start], steps, 0.0, in_plane)
     return np.moveaxis(out, 0, axis)

@@ -23,10 +23,11 @@ from .adapted import NAME, SelfPromptModel, Transfer
 from .cache import EmbeddingCache
 from .candidates import ClassProfile
 from .embedder import SliceEmbedder
-from .head import CellHead, cell_samples, fit_head
+from .head import CellHead, fit_head
 from .held_out import held_out_choices
 from .intensity_prior import IntensityPrior, surroundings
 from .outline import TRACK_STEP_MM, growth_px, in_plane_spacing, track_stride
+from .self_training import slice_samples
 
 #: Width (mm) of the ring around a painted structure whose intensities stand for "not the structure".
 SURROUNDINGS_MM = 15.0
@@ -186,19 +187,6 @@ class SelfPromptSamBackend(Backend):
             fusion={int(k): str(v) for k, v in meta.get("fusion", {}).items()},
             transfer=Transfer.from_json(meta),
         )
-
-
-def slice_samples(
-    embedder: SliceEmbedder, support: SupportSet, embeddings: dict[int, np.ndarray]
-) -> dict[int, dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """Training cells per class and per painted slice: {class value: {slice: (features, targets)}}."""
-    samples: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-    for cls in support.classes:
-        samples[cls.value] = {}
-        for index in support.negative_slices(cls.value):
-            coverage = embedder.to_cells(support.slice_of(support.labels.array, index) == cls.value)
-            samples[cls.value][index] = cell_samples(embeddings[index], coverage, embedder.valid_cells)
-    return samples
 
 
 def intensity_prior(embedder: SliceEmbedder, support: SupportSet, value: int) -> IntensityPrior:
