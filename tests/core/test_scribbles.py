@@ -128,8 +128,18 @@ def test_completion_reports_progress_and_can_be_cancelled():
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-@pytest.mark.skipif(not (DATA / "ct_abdomen").is_dir(), reason="needs ../shared/data/ct_abdomen")
-def test_the_bench_strokes_of_a_real_kidney_complete_close_to_its_reference():
+# Completed-slice Dice of the bench's strokes at k=3, the walk alone before the grown seeds and the hull rule:
+# CT left kidney 0.948, CT bladder 0.817, MR liver 0.863, MR spleen 0.807 (now 0.950, 0.944, 0.912, 0.884).
+@pytest.mark.parametrize(
+    "case, structure, at_least",
+    [
+        ("ct_abdomen", "kidney_left", 0.9),
+        ("ct_abdomen", "urinary_bladder", 0.9),
+        ("mr_abdomen", "liver", 0.89),
+        ("mr_abdomen", "spleen", 0.85),
+    ],
+)
+def test_the_bench_strokes_of_real_organs_complete_close_to_their_reference(case, structure, at_least):
     import json
 
     from napari_fewshot3d.bench.cases import make_support
@@ -138,11 +148,13 @@ def test_the_bench_strokes_of_a_real_kidney_complete_close_to_its_reference():
     from napari_fewshot3d.volume import resample_onto_grid
     from napari_fewshot3d.volume_io import read_image, read_labels
 
-    image = read_image(DATA / "ct_abdomen" / "image.nii.gz")
-    reference = resample_onto_grid(read_labels(DATA / "ct_abdomen" / "reference_labels.nii.gz"), image, what="ref")
+    if not (DATA / case).is_dir():
+        pytest.skip(f"needs ../shared/data/{case}")
+    image = read_image(DATA / case / "image.nii.gz")
+    reference = resample_onto_grid(read_labels(DATA / case / "reference_labels.nii.gz"), image, what="ref")
     axis = image.slicing_axis("axial")
-    names = json.loads((DATA / "ct_abdomen" / "labels.json").read_text())["labels"]
-    value = next(int(v) for v, name in names.items() if name == "kidney_left")
+    names = json.loads((DATA / case / "labels.json").read_text())["labels"]
+    value = next(int(v) for v, name in names.items() if name == structure)
     full = make_support(reference, [("organ", value)], axis, 3, None)
     strokes = scribble_support(full)
     assert strokes.partial_slices == full.get(value).slices
@@ -153,7 +165,61 @@ def test_the_bench_strokes_of_a_real_kidney_complete_close_to_its_reference():
         dice(take_slice(completed.labels.array, axis, s) == value, take_slice(reference.array, axis, s) == value)
         for s in strokes.partial_slices
     ]
-    assert np.mean(scores) > 0.85
+    assert np.mean(scores) > at_least
+
+
+def faint_disk(contrast: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """A large disk barely brighter than its surroundings (a full bladder in soft tissue), on a [0, 1] slice."""
+    rows, cols = np.indices((80, 80))
+    disk = (rows - 40) ** 2 + (cols - 40) ** 2 <= 18**2
+    image = 0.45 + contrast * disk + np.random.default_rng(1).normal(0, 0.005, disk.shape)
+    return image.astype(np.float32), disk
+
+
+def ring_arcs(shape: tuple[int, int], radius: float, arcs: int = 4, fraction: float = 0.5) -> np.ndarray:
+    """``arcs`` arcs of a one-pixel ring around the centre, covering ``fraction`` of it (the bench's strokes)."""
+    rows, cols = np.indices(shape)
+    distance = np.hypot(rows - 40, cols - 40)
+    angle = (np.arctan2(rows - 40, cols - 40) + np.pi) / (2 * np.pi)
+    return (np.abs(distance - radius) < 0.75) & ((angle * arcs) % 1.0 < fraction)
+
+
+def test_a_faint_homogeneous_structure_is_filled_from_a_short_stroke_when_surrounded():
+    image, disk = faint_disk()
+    strokes = np.zeros(disk.shape, np.uint8)
+    strokes[40, 36:45] = 1  # a short stroke in the middle, as a skeleton of a round structure is
+    strokes[ring_arcs(disk.shape, 23)] = BACKGROUND
+    completed = complete_slice(image, strokes, BACKGROUND)
+    assert dice(completed == 1, disk) > 0.9  # the walk alone stops about halfway (0.52 on this slice)
+    assert np.all(completed[strokes == 1] == 1) and np.all(completed[strokes == BACKGROUND] == 0)
+
+
+def test_a_surrounded_structure_does_not_leak_through_a_gap_into_look_alike_tissue():
+    image, disk = faint_disk(contrast=0.2)
+    corridor = np.zeros_like(disk)
+    corridor[38:43, 40:] = True  # the same tissue runs out through a gap of the background strokes
+    image[corridor] = image[disk].mean()
+    strokes = np.zeros(disk.shape, np.uint8)
+    strokes[40, 30:50] = 1
+    rows, cols = np.indices(disk.shape)
+    open_right = np.abs(np.arctan2(rows - 40, cols - 40)) > np.pi / 5  # the ring but for 72 degrees on the right
+    strokes[ring_arcs(disk.shape, 23, arcs=1, fraction=1.0) & open_right] = BACKGROUND
+    completed = complete_slice(image, strokes, BACKGROUND)
+    beyond = np.zeros_like(disk)
+    beyond[:, 66:] = True  # past the outermost stroke
+    assert not (completed[beyond] == 1).any()
+    assert dice(completed == 1, disk) > 0.9
+
+
+def test_a_structure_with_background_strokes_on_one_side_only_is_not_clipped_to_the_strokes():
+    image, disk = faint_disk(contrast=0.2)
+    strokes = np.zeros(disk.shape, np.uint8)
+    strokes[40, 36:45] = 1
+    strokes[5:75, 65] = BACKGROUND  # one line beside it: it does not surround the stroke
+    completed = complete_slice(image, strokes, BACKGROUND)
+    outside_hull = np.zeros_like(disk)
+    outside_hull[:, :30] = True  # left of every stroke: the disk reaches there, and so may the completion
+    assert (completed[outside_hull & disk] == 1).mean() > 0.9
 
 
 def test_a_slice_without_contrast_gives_each_pixel_its_nearest_stroke():
