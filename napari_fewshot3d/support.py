@@ -40,6 +40,9 @@ class SupportSet:
     #: The label value that marks "certainly no class" in strokes, and the slices that hold it (partial slices).
     background: int | None = None
     partial_slices: tuple[int, ...] = ()
+    #: Voxels whose label is a guess, not painting: the outlines of completed scribbled slices (see ``completed``).
+    #: Backends that learn from sampled voxels leave them out; None when every label is the user's.
+    uncertain: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_labels(
@@ -94,11 +97,14 @@ class SupportSet:
         every slice is complete."""
         if not self.partial_slices:
             return self
-        from .scribbles import complete
+        from .scribbles import complete, uncertain_outlines
 
         labels = complete(image, self.labels.array, self.axis, self.partial_slices, self.background, task)
+        uncertain = uncertain_outlines(labels, self.labels.array, self.axis, self.partial_slices)
         classes, empty = list(self.classes), self.empty_slices
-        return SupportSet(self.labels.with_array(labels), self.axis, classes, empty, self.class_colors)
+        return SupportSet(
+            self.labels.with_array(labels), self.axis, classes, empty, self.class_colors, uncertain=uncertain
+        )
 
     @property
     def values(self) -> list[int]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_fewshot3d import engine
 from napari_fewshot3d.errors import InputError
@@ -108,6 +109,24 @@ def test_keep_painted_on_a_partial_slice_trusts_only_the_strokes():
     assert np.all(kept[20][labels[20] == BACKGROUND] == 0) and kept[20, 24, 22] == 1
     unknown = (labels[20] == 0) & mask[20]
     assert np.all(kept[20][unknown] == 1)  # unpainted pixels of a partial slice keep the prediction
+
+
+def test_the_completed_outline_is_uncertain_and_the_strokes_are_not():
+    image, mask = cylinder_case()
+    labels = scribbled(image.shape, mask, [10, 30])
+    labels[20] = mask[20]  # a complete slice: all of it the user's
+    support = SupportSet.from_labels(image.with_array(labels), 0, background=BACKGROUND)
+    whole = np.where(np.arange(40)[:, None, None] == 20, mask, 0).astype(np.uint8)
+    assert SupportSet.from_labels(image.with_array(whole), 0).completed(image, Task()).uncertain is None
+    completed = support.completed(image, Task())
+    uncertain = completed.uncertain
+    assert uncertain is not None and uncertain.shape == image.shape
+    assert not uncertain[20].any() and not uncertain[np.setdiff1d(np.arange(40), [10, 30])].any()
+    for index in (10, 30):
+        inside = completed.labels.array[index] == 1
+        outline = ndi.binary_dilation(inside) & ~ndi.binary_erosion(inside)
+        assert np.array_equal(uncertain[index], outline & (labels[index] == 0))
+        assert not uncertain[index][labels[index] > 0].any()
 
 
 def test_completion_reports_progress_and_can_be_cancelled():

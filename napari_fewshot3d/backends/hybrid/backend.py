@@ -221,7 +221,9 @@ def _without(support: SupportSet, held_out: int) -> SupportSet:
     labels = support.labels.array.copy()
     support.slice_of(labels, held_out)[...] = 0
     empty = [s for s in support.empty_slices if s != held_out]
-    return SupportSet.from_labels(support.labels.with_array(labels), support.axis, support.class_names, empty)
+    rest = SupportSet.from_labels(support.labels.with_array(labels), support.axis, support.class_names, empty)
+    rest.uncertain = support.uncertain  # the completed outlines stay uncertain in every fold
+    return rest
 
 
 def _choose(scores: dict[str, list[float]]) -> str:

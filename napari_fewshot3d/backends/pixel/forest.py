@@ -38,12 +38,14 @@ def training_set(
     support: SupportSet, value: int, features: np.ndarray, grid: WorkingGrid, seed: int = 0
 ) -> TrainingSet:
     """Samples for class ``value``: its painted voxels, and voxels known not to be it (the rest of its painted
-    slices and of the declared empty ones, and every voxel painted as another class)."""
+    slices and of the declared empty ones, and every voxel painted as another class); never an uncertain voxel
+    (the outline of a completed scribbled slice)."""
     rng = np.random.default_rng(seed + value)
     labels = support.labels.array
-    positives = _on_slices(labels == value, support.axis, support.negative_slices(value))
-    known_not = _on_slices(labels != value, support.axis, support.negative_slices(value))
-    elsewhere = np.array(np.nonzero((labels > 0) & (labels != value)))
+    known = np.ones(labels.shape, bool) if support.uncertain is None else ~support.uncertain
+    positives = _on_slices((labels == value) & known, support.axis, support.negative_slices(value))
+    known_not = _on_slices((labels != value) & known, support.axis, support.negative_slices(value))
+    elsewhere = np.array(np.nonzero((labels > 0) & (labels != value) & known))
     negatives = np.unique(np.concatenate([known_not, elsewhere], axis=1), axis=1)
     positives = _some(positives, MAX_POSITIVES, rng)
     negatives = _some(negatives, NEGATIVES_PER_POSITIVE * positives.shape[1], rng)
