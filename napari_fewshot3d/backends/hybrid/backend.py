@@ -29,7 +29,7 @@ Both learners come from the registry, so this module depends on neither's intern
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +222,7 @@ def _without(support: SupportSet, held_out: int) -> SupportSet:
     support.slice_of(labels, held_out)[...] = 0
     empty = [s for s in support.empty_slices if s != held_out]
     rest = SupportSet.from_labels(support.labels.with_array(labels), support.axis, support.class_names, empty)
-    rest.uncertain = support.uncertain  # the completed outlines stay uncertain in every fold
-    return rest
+    return replace(rest, uncertain=support.uncertain)  # the completed outlines stay uncertain in every fold
 
 
 def _choose(scores: dict[str, list[float]]) -> str:

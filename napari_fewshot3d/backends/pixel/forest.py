@@ -42,7 +42,7 @@ def training_set(
     (the outline of a completed scribbled slice)."""
     rng = np.random.default_rng(seed + value)
     labels = support.labels.array
-    known = np.ones(labels.shape, bool) if support.uncertain is None else ~support.uncertain
+    known = True if support.uncertain is None else ~support.uncertain  # True: every voxel is the user's
     positives = _on_slices((labels == value) & known, support.axis, support.negative_slices(value))
     known_not = _on_slices((labels != value) & known, support.axis, support.negative_slices(value))
     elsewhere = np.array(np.nonzero((labels > 0) & (labels != value) & known))
