@@ -37,11 +37,21 @@ class HybridModel(AdaptedModel):
         self._fill: AdaptedModel | None = None
         self._support: SupportSet | None = None
         self._home: tuple | None = None
+        self._forest_alone: frozenset[int] = frozenset()
 
-    def combine_on(self, fill: AdaptedModel, support: SupportSet, home: tuple) -> None:
+    def combine_on(
+        self, fill: AdaptedModel, support: SupportSet, home: tuple, forest_alone: frozenset[int] = frozenset()
+    ) -> None:
         """On the image of fingerprint ``home``, show each class of ``support`` as the combination of both learners
-        and ``fill`` (never saved: another scan has no painted slices)."""
+        and ``fill``, or for a class in ``forest_alone`` the forest's own mask (never saved: another scan has no
+        painted slices)."""
         self._fill, self._support, self._home = fill, support, home
+        self._forest_alone = frozenset(forest_alone)
+
+    @property
+    def forest_alone(self) -> frozenset[int]:
+        """The classes shown as the forest's mask alone on the painted image (see the backend's FOREST_ALONE_DICE)."""
+        return self._forest_alone
 
     @property
     def combined_classes(self) -> list[int]:
@@ -69,7 +79,9 @@ class HybridModel(AdaptedModel):
         out = np.zeros(found[needed[0]].shape, found[needed[0]].dtype)
         for name in needed:
             for value in [value for value, chosen in self.choices.items() if chosen == name]:
-                if filled is not None and value in combining:
+                if filled is not None and value in combining and value in self._forest_alone:
+                    mask = found[FOREST] == value
+                elif filled is not None and value in combining:
                     mask = self._combined(value, found[SAM] == value, found[FOREST] == value, filled == value, volume)
                 else:
                     mask = found[name] == value
