@@ -8,7 +8,7 @@ import pytest
 from napari_fewshot3d import engine
 from napari_fewshot3d.backends import get_backend
 from napari_fewshot3d.backends.base import AdaptedModel, Backend
-from napari_fewshot3d.backends.hybrid.backend import FOREST, MAX_FOLDS, SAM, _folds, _without
+from napari_fewshot3d.backends.hybrid.backend import FOREST, FOREST_ALONE_DICE, MAX_FOLDS, SAM, _folds, _without
 from napari_fewshot3d.backends.hybrid.combine import combined
 from napari_fewshot3d.masks import dice
 from napari_fewshot3d.progress import Task
@@ -57,11 +57,14 @@ def test_chooses_per_class_on_held_out_slices_and_saves_the_choice(tmp_path):
     better = max(model.held_out_dice[LIVER], key=model.held_out_dice[LIVER].get)
     assert chosen == better or model.held_out_dice[LIVER][FOREST] - model.held_out_dice[LIVER][SAM] <= 0.01
     result = engine.segment(model, image, support, "cpu")
-    # on the painted image: both learners combined with Fill between slices (test_hybrid_combine.py)
+    # on the painted image: both learners combined with Fill between slices, or the forest alone where it
+    # reproduced the held-out slice well (test_hybrid_combine.py)
     learners = [engine.segment(model.models[name], image, support, "cpu").array == LIVER for name in (SAM, FOREST)]
     filled = engine.segment(engine.adapt(image, support, get_backend("interpolate"), "cpu"), image, support, "cpu")
     painted = {s: liver[:, :, s] for s in (2, 14, 26)}
-    expected = combined(*learners, filled.array == LIVER, painted, 2, image.spacing)
+    alone = model.held_out_dice[LIVER][FOREST] >= FOREST_ALONE_DICE
+    assert model.forest_alone == ({LIVER} if alone else frozenset())
+    expected = learners[1] if alone else combined(*learners, filled.array == LIVER, painted, 2, image.spacing)
     for index, mask in painted.items():
         expected[:, :, index] = mask  # the painting wins on its own slices
     np.testing.assert_array_equal(result.array == LIVER, expected)
