@@ -75,13 +75,14 @@ class HybridModel(AdaptedModel):
             mine = [value for value, chosen in self.choices.items() if chosen == name and value not in combining]
             notes += [line for line in said if any(f"(label {value})" in line for value in mine)]
             found[name] = np.asarray(labels)
-        filled = self._fill.segment(volume, device, task.sub(0.9, 1.0)) if combining and self._fill else None
+        voted = [value for value in combining if value not in self._forest_alone]  # Fill only where it votes
+        filled = self._fill.segment(volume, device, task.sub(0.9, 1.0)) if voted and self._fill else None
         out = np.zeros(found[needed[0]].shape, found[needed[0]].dtype)
         for name in needed:
             for value in [value for value, chosen in self.choices.items() if chosen == name]:
-                if filled is not None and value in combining and value in self._forest_alone:
+                if value in combining and value in self._forest_alone:
                     mask = found[FOREST] == value
-                elif filled is not None and value in combining:
+                elif filled is not None and value in voted:
                     mask = self._combined(value, found[SAM] == value, found[FOREST] == value, filled == value, volume)
                 else:
                     mask = found[name] == value
