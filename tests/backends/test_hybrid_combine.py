@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from napari_fewshot3d import engine
 from napari_fewshot3d.backends import get_backend
 from napari_fewshot3d.backends.hybrid.backend import FOREST, FOREST_ALONE_DICE, SAM
-from napari_fewshot3d.backends.hybrid.combine import combined, continued
+from napari_fewshot3d.backends.hybrid.combine import combined, continued, forest_alone_mask
 from napari_fewshot3d.bench.cases import make_support
 from napari_fewshot3d.bench.protocol import protocol_slices
 from napari_fewshot3d.bench.strokes import scribble_support
@@ -86,6 +86,22 @@ def test_between_painted_slices_the_forest_alone_counts_within_its_reach_of_the_
     painted = {s: truth[:, :, s] for s in (0, 6)}
     out = combined(sam, forest, filled, painted, 2, (3.0, 3.0, 3.0))
     np.testing.assert_array_equal(out[:, :, 1:6], truth[:, :, 1:6])
+
+
+def test_a_forest_shown_alone_is_kept_whole_between_painted_slices_and_cut_to_the_structure_beyond_them():
+    """Beyond the painting a forest's mask runs on along look-alike tissue it touches (the CT bladder at k=5 ran to
+    the far end of the scan): there it continues the structure without growing, as in the combination."""
+    truth = np.repeat(square()[:, :, None], 10, axis=2)
+    truth[:, :, 8:] = False  # the organ ends after slice 7
+    forest = truth.copy()
+    forest[0:2, 3:5, 4] = True  # look-alike tissue between the painted slices: the forest's own call, kept
+    forest[3:9, 3:9, 8:] = True  # beyond the last painted slice: a wider piece touching the organ's end
+    forest[10:, 10:, 1] = True  # and a piece apart below the first
+    painted = {s: truth[:, :, s] for s in (2, 5, 7)}
+    out = forest_alone_mask(forest, painted, 2, (3.0, 3.0, 3.0))
+    np.testing.assert_array_equal(out[:, :, 2:8], forest[:, :, 2:8])
+    np.testing.assert_array_equal(out[:, :, 8:], np.repeat(square()[:, :, None], 2, axis=2))  # cut to the outline
+    np.testing.assert_array_equal(out[:, :, :2], truth[:, :, :2])  # the piece apart dropped
 
 
 def _organ_with_learners(forest_short_on_held_out: bool):

@@ -51,6 +51,22 @@ def combined(
     return np.moveaxis(out, 0, axis)
 
 
+def forest_alone_mask(
+    forest: np.ndarray, painted: dict[int, np.ndarray], axis: int, spacing: Sequence[float]
+) -> np.ndarray:
+    """The forest's mask of a structure it is trusted with alone: as it is between the painted slices, and beyond
+    them continued without growing, as in :func:`combined` — left whole, a forest's mask runs on along look-alike
+    tissue it touches (measured: the CT bladder at k=5 after one correction, shown whole, ran to the far end of
+    the scan: 0.950 -> 0.668)."""
+    order = sorted(painted)
+    lo, hi = order[0], order[-1]
+    out = np.moveaxis(forest, axis, 0).astype(bool)  # a copy: the moved view is never written
+    in_plane = tuple(float(s) for a, s in enumerate(spacing) if a != axis)
+    for start, steps in ((lo, range(lo - 1, -1, -1)), (hi, range(hi + 1, out.shape[0]))):
+        out[list(steps)] = continued(out, painted[start], steps, 0.0, in_plane)
+    return np.moveaxis(out, 0, axis)
+
+
 def continued(
     masks: np.ndarray, start: np.ndarray, steps: Sequence[int], radius_mm: float, spacing: Sequence[float]
 ) -> np.ndarray:

@@ -11,7 +11,7 @@ from ...progress import Task
 from ...support import SupportSet
 from ...volume import Volume
 from ..base import AdaptedModel
-from .combine import combined
+from .combine import combined, forest_alone_mask
 
 NAME = "hybrid"
 SAM, FOREST, FILL = "selfprompt-sam", "pixel-classifier", "interpolate"
@@ -81,7 +81,7 @@ class HybridModel(AdaptedModel):
         for name in needed:
             for value in [value for value, chosen in self.choices.items() if chosen == name]:
                 if value in combining and value in self._forest_alone:
-                    mask = found[FOREST] == value
+                    mask = self._forest_alone_mask(value, found[FOREST] == value, volume)
                 elif filled is not None and value in voted:
                     mask = self._combined(value, found[SAM] == value, found[FOREST] == value, filled == value, volume)
                 else:
@@ -90,10 +90,18 @@ class HybridModel(AdaptedModel):
         return out, notes
 
     def _combined(self, value: int, sam, forest, filled, volume: Volume) -> np.ndarray:
+        assert self._support is not None
+        return combined(sam, forest, filled, self._painted(value), self._support.axis, volume.spacing)
+
+    def _forest_alone_mask(self, value: int, forest, volume: Volume) -> np.ndarray:
+        assert self._support is not None
+        return forest_alone_mask(forest, self._painted(value), self._support.axis, volume.spacing)
+
+    def _painted(self, value: int) -> dict[int, np.ndarray]:
+        """Painted slice -> the class's painted mask there, on the image it was painted on."""
         support = self._support
         assert support is not None
-        painted = {s: support.slice_of(support.labels.array, s) == value for s in support.get(value).slices}
-        return combined(sam, forest, filled, painted, support.axis, volume.spacing)
+        return {s: support.slice_of(support.labels.array, s) == value for s in support.get(value).slices}
 
     def check_volume(self, volume: Volume) -> str | None:
         for name in dict.fromkeys(self.choices.values()):
