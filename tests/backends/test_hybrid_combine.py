@@ -140,6 +140,21 @@ def test_a_forest_that_reproduces_the_held_out_slices_well_is_shown_alone_and_st
     np.testing.assert_array_equal(model.segment(other, "cpu", Task()), backend.parts[SAM].labels)
 
 
+def test_a_painting_that_drops_or_changes_a_painted_slice_is_judged_afresh_not_as_a_correction():
+    """The bench paints one image many ways in a row, and a user may erase or repaint a slice: only a painting that
+    adds slices to the last one, leaving those as they were, carries that round's conclusions."""
+    image, truth, _, support_on, backend = _organ_with_learners(forest_short_on_held_out=False)
+    assert engine.adapt(image, support_on([2, 5, 8]), backend, "cpu").forest_alone == {1}
+    moved = engine.adapt(image, support_on([3, 9]), backend, "cpu")  # 2, 5 and 8 no longer painted
+    assert moved.forest_alone == frozenset()  # nothing to score the forest on, and nothing carried over
+    engine.adapt(image, support_on([2, 5, 8]), backend, "cpu")
+    corrected = engine.adapt(image, support_on([2, 5, 8, 10]), backend, "cpu")
+    assert corrected.held_out_dice == {}  # a correction: the class is kept, no fold is run
+    repainted = support_on([2, 5, 8, 10])
+    repainted.labels.array[3, 3, 5] = 0  # slice 5 repainted a voxel smaller
+    assert engine.adapt(image, repainted, backend, "cpu").held_out_dice[1][FOREST] > 0.9  # scored again
+
+
 def test_the_hybrid_shows_the_combination_on_the_painted_image_and_the_learner_chosen_elsewhere():
     image, truth, _, support_on, backend = _organ_with_learners(forest_short_on_held_out=True)
     model = engine.adapt(image, support_on([2, 5, 8]), backend, "cpu")

@@ -41,6 +41,7 @@ Both learners come from the registry, so this module depends on neither's intern
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ class HybridBackend(Backend):
             FOREST: self.parts[FOREST].adapt(volume, support, device, task.sub(0.3, 0.5)),
         }
         home = volume.fingerprint()
-        last = self._last if self._last is not None and self._last.home == home else None
+        last = _continued(self._last, support, home)
         corrected = _corrected(last, support)
         kept = self._kept_after_corrections(volume, last, support, device, task.sub(0.5, 0.6))
         undecided = [c.value for c in support.classes if c.value not in kept]
@@ -123,7 +124,8 @@ class HybridBackend(Backend):
             value: by[FOREST] for value, by in means.items() if FOREST in by
         }
         forest_dice = {value: d for value, d in forest_dice.items() if value in painted}
-        self._last = _Round(home, painted, models, choices, kept, corrected, forest_dice)
+        paintings = {value: _painting(support, value, slices) for value, slices in painted.items()}
+        self._last = _Round(home, painted, paintings, models, choices, kept, corrected, forest_dice)
         task.report(1.0, "adapted")
         model = HybridModel(models, choices, support.class_names, means)
         alone = frozenset(value for value, d in forest_dice.items() if d >= FOREST_ALONE_DICE)
@@ -207,11 +209,54 @@ class _Round:
 
     home: tuple  # the image's fingerprint
     painted: dict[int, frozenset[int]]
+    paintings: dict[int, str]  # per class, a digest of its painting on those slices
     models: dict[str, AdaptedModel]
     choices: dict[int, str]
     kept: dict[int, str]  # the choices a correction kept
     corrected: dict[int, frozenset[int]]  # per class, the slices painted after a result was shown
     forest_dice: dict[int, float]  # per class, the forest's mean held-out Dice when last scored
+
+
+def _continued(last: _Round | None, support: SupportSet, home: tuple) -> _Round | None:
+    """The last round on this image, for the classes this painting continues: a correction adds slices and leaves
+    the ones painted before as they were. A class whose painting lost a slice or changed on one is painted anew
+    (another set of slices, strokes where whole slices were): the previous round says nothing about it, and
+    carrying its choice or its folds' scores over would judge this painting by that one."""
+    if last is None or last.home != home:
+        return None
+    same = {
+        c.value
+        for c in support.classes
+        if c.value in last.painted
+        and last.painted[c.value] <= set(c.slices)
+        and last.paintings[c.value] == _painting(support, c.value, last.painted[c.value])
+    }
+    if not same:
+        return None
+
+    def only(by_class: dict) -> dict:
+        return {value: x for value, x in by_class.items() if value in same}
+
+    return replace(
+        last,
+        painted=only(last.painted),
+        paintings=only(last.paintings),
+        choices=only(last.choices),
+        kept=only(last.kept),
+        corrected=only(last.corrected),
+        forest_dice=only(last.forest_dice),
+    )
+
+
+def _painting(support: SupportSet, value: int, slices: frozenset[int]) -> str:
+    """A digest of class ``value``'s painting on ``slices``: its voxels and, for completed strokes, which of them
+    are uncertain."""
+    digest = hashlib.sha1()
+    for index in sorted(slices):
+        digest.update(np.packbits(support.slice_of(support.labels.array, index) == value).tobytes())
+        if support.uncertain is not None:
+            digest.update(np.packbits(support.slice_of(support.uncertain, index)).tobytes())
+    return digest.hexdigest()
 
 
 def _corrected(last: _Round | None, support: SupportSet) -> dict[int, frozenset[int]]:
