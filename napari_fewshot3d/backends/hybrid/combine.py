@@ -41,12 +41,12 @@ def combined(
     sam, forest, filled = (np.moveaxis(m, axis, 0) for m in (sam, forest, filled))
     out = np.zeros(sam.shape, bool)
     out[lo : hi + 1] = sam[lo : hi + 1].astype(np.int8) + forest[lo : hi + 1] + filled[lo : hi + 1] >= 2
-    in_plane = tuple(float(s) for a, s in enumerate(spacing) if a != axis)
+    in_plane = _in_plane(spacing, axis)
     for index in range(lo + 1, hi):
         if filled[index].any() and index not in painted:
             near = ndi.distance_transform_edt(~filled[index], sampling=in_plane) <= FOREST_REACH_MM
             out[index] |= forest[index] & near
-    for start, steps in ((lo, range(lo - 1, -1, -1)), (hi, range(hi + 1, sam.shape[0]))):
+    for start, steps in _outward(painted, sam.shape[0]):
         out[list(steps)] = sam[list(steps)] | continued(forest, painted[start], steps, 0.0, in_plane)
     return np.moveaxis(out, 0, axis)
 
@@ -58,13 +58,21 @@ def forest_alone_mask(
     them continued without growing, as in :func:`combined` — left whole, a forest's mask runs on along look-alike
     tissue it touches (measured: the CT bladder at k=5 after one correction, shown whole, ran to the far end of
     the scan: 0.950 -> 0.668)."""
-    order = sorted(painted)
-    lo, hi = order[0], order[-1]
     out = np.moveaxis(forest, axis, 0).astype(bool)  # a copy: the moved view is never written
-    in_plane = tuple(float(s) for a, s in enumerate(spacing) if a != axis)
-    for start, steps in ((lo, range(lo - 1, -1, -1)), (hi, range(hi + 1, out.shape[0]))):
-        out[list(steps)] = continued(out, painted[start], steps, 0.0, in_plane)
+    for start, steps in _outward(painted, out.shape[0]):
+        out[list(steps)] = continued(out, painted[start], steps, 0.0, _in_plane(spacing, axis))
     return np.moveaxis(out, 0, axis)
+
+
+def _outward(painted: dict[int, np.ndarray], n_slices: int) -> tuple[tuple[int, range], ...]:
+    """(outermost painted slice, the slices beyond it moving away) at both ends of the painted range."""
+    lo, hi = min(painted), max(painted)
+    return (lo, range(lo - 1, -1, -1)), (hi, range(hi + 1, n_slices))
+
+
+def _in_plane(spacing: Sequence[float], axis: int) -> tuple[float, ...]:
+    """The voxel size (mm) within a slice along ``axis``."""
+    return tuple(float(s) for a, s in enumerate(spacing) if a != axis)
 
 
 def continued(
