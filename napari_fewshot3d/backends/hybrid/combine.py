@@ -59,8 +59,9 @@ def forest_alone_mask(
     tissue it touches (measured: the CT bladder at k=5 after one correction, shown whole, ran to the far end of
     the scan: 0.950 -> 0.668)."""
     out = np.moveaxis(forest, axis, 0).astype(bool)  # a copy: the moved view is never written
+    in_plane = _in_plane(spacing, axis)
     for start, steps in _outward(painted, out.shape[0]):
-        out[list(steps)] = continued(out, painted[start], steps, 0.0, _in_plane(spacing, axis))
+        out[list(steps)] = continued(out, painted[start], steps, 0.0, in_plane)
     return np.moveaxis(out, 0, axis)
 
 
