@@ -22,6 +22,7 @@ from .embedder import SliceEmbedder
 from .head import CellHead
 from .intensity_prior import IntensityPrior
 from .outline import growth_px, in_plane_spacing, tight, track_stride, within
+from .propagation import BoxPropagation
 from .self_training import second_look_head
 from .shape_prior import fuse, interpolated_slices
 from .tracking import fill_between, track
@@ -129,14 +130,16 @@ class SelfPromptModel(AdaptedModel):
         seeds = self._own_seeds() if own else self._found_seeds(volume, embedder, coarse, notes, task.sub(0.0, 0.1))
         if only is not None:
             seeds = {value: _across_gap(painted, negatives, only) for value, (painted, negatives) in seeds.items()}
+        # Classes painted on one slice get SAM's box propagation where tracking loses them, and a second look.
         looked_again = self._second_look_classes() if own and only is None else []
         first = task.sub(0.1, 0.55 if looked_again else 1.0)
-        labels = self._tracked(volume, embedder, coarse, seeds, only, first)
+        labels = self._tracked(volume, embedder, coarse, seeds, only, first, looked_again)
         if looked_again:
             assert self.support is not None
             task.report(0.55, "second look: refitting the head on the tracked slices")
             head = second_look_head(self.head, embedder, self.support, self._tracked_masks(labels, looked_again))
-            again = self._tracked(volume, embedder, _Coarse(head, embedder, task), seeds, None, task.sub(0.6, 1.0))
+            again_coarse = _Coarse(head, embedder, task)
+            again = self._tracked(volume, embedder, again_coarse, seeds, None, task.sub(0.6, 1.0), looked_again)
             added = (labels == 0) & np.isin(again, looked_again)  # only adds: the first pass keeps what it found
             labels[added] = again[added]
         return labels, notes
@@ -160,15 +163,25 @@ class SelfPromptModel(AdaptedModel):
             out[c.value] = {int(s): take_slice(labels, self.axis, s) == c.value for s in present if s not in c.slices}
         return out
 
-    def _tracked(self, volume: Volume, embedder: SliceEmbedder, coarse: _Coarse, seeds, only, task: Task) -> np.ndarray:
-        """Every class tracked from its seeds with ``coarse``'s head, then assembled into one label volume."""
+    def _tracked(
+        self, volume: Volume, embedder: SliceEmbedder, coarse: _Coarse, seeds, only, task: Task, propagated=()
+    ) -> np.ndarray:
+        """Every class tracked from its seeds with ``coarse``'s head, then assembled into one label volume; classes
+        in ``propagated`` continued by SAM's box propagation where the head loses them (:mod:`.propagation`)."""
         head = coarse.head
         growth = growth_px(volume, self.axis, embedder)
         stride = track_stride(volume, self.axis, self.embedders.track_step_mm)
         masks: dict[int, dict[int, np.ndarray]] = {}
+        continued: dict[int, BoxPropagation] = {}
         for n, value in enumerate(head.values):
             row = head.values.index(value)
             painted, negatives = seeds[value]
+
+            def looks_right(s: int, component: np.ndarray, prior=self.priors[value]) -> bool:
+                return prior.looks_like_structure(embedder.image_slice(s)[component])
+
+            if value in propagated:
+                continued[value] = BoxPropagation(embedder, looks_right)
             start, span = 0.7 * n / len(head.values), 0.7 / len(head.values)
             task.report(start, f"tracking class {value}")
 
@@ -183,11 +196,10 @@ class SelfPromptModel(AdaptedModel):
                 lambda idx, row=row: {i: p[row] > 0.5 for i, p in coarse(idx).items()},
                 growth,
                 negatives,
-                lambda s, component, prior=self.priors[value]: prior.looks_like_structure(
-                    embedder.image_slice(s)[component]
-                ),
+                looks_right,
                 on_wave,
                 stride,
+                continue_lost=continued.get(value),
             )
         labels = np.zeros(volume.shape, np.uint16)
         spacing = in_plane_spacing(volume, self.axis)
@@ -196,7 +208,8 @@ class SelfPromptModel(AdaptedModel):
         fused = [value for value in head.values if self.fusion.get(value, "none") != "none"]
         shapes = {v: {} for v in head.values} | {v: interpolated_slices(seeds[v][0], spacing, only) for v in fused}
         stepping = (spacing, stride, only)
-        self._assemble(labels, masks, shapes, stepping, embedder, coarse, task.sub(0.7, 1.0))
+        as_drawn = {value: set(propagation.masks) for value, propagation in continued.items()}
+        self._assemble(labels, masks, shapes, stepping, embedder, coarse, as_drawn, task.sub(0.7, 1.0))
         return labels
 
     def _own_seeds(self) -> dict[int, tuple[dict[int, np.ndarray], tuple[int, ...]]]:
@@ -230,9 +243,10 @@ class SelfPromptModel(AdaptedModel):
             seeds[value] = (seed_of(chosen) if chosen is not None else {}, ())
         return seeds
 
-    def _assemble(self, labels, masks, shapes, stepping, embedder: SliceEmbedder, coarse: _Coarse, task: Task) -> None:
+    def _assemble(self, labels, masks, shapes, stepping, embedder: SliceEmbedder, coarse: _Coarse, as_drawn, task):
         """Refine where it helps, fill the slices tracking stepped over, combine with the interpolated painted
-        outlines where that helps, then write classes into the label volume; overlaps go to the most confident."""
+        outlines where that helps, then write classes into the label volume; overlaps go to the most confident.
+        ``as_drawn``: per class, the slices SAM's box propagation continued, shown as SAM drew them."""
         spacing, stride, only = stepping
         values, probabilities = coarse.head.values, coarse.probabilities
         best = np.zeros(labels.shape, np.float32)
@@ -241,7 +255,11 @@ class SelfPromptModel(AdaptedModel):
             row = values.index(value)
             fusion = self.fusion.get(value, "none")
             tracked = masks[value] if only is None else _around(masks[value], only)
-            outlines = {i: self._outline(i, m, row, value, embedder, probabilities) for i, m in tracked.items()}
+            drawn = as_drawn.get(value, set())
+            outlines = {
+                i: m if i in drawn else self._outline(i, m, row, value, embedder, probabilities)
+                for i, m in tracked.items()
+            }
             outlines |= fill_between(outlines, spacing, stride)
             if only is not None:
                 outlines = {i: m for i, m in outlines.items() if i == only}

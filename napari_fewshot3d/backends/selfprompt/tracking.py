@@ -26,6 +26,9 @@ from .shape_prior import signed_distance
 #: kidney). No reference structure of the benchmark has a cross-section this small except at its ends.
 END_FRACTION = 0.05
 
+#: (slice, the structure's mask on the slice before, the coarse mask, how far it may reach) -> its mask or None.
+ContinueLost = Callable[[int, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
+
 
 def grown(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """``mask`` (2D) grown by ``radius_px``: every pixel within that Euclidean distance of it. The same set as a
@@ -72,6 +75,7 @@ def track(
     on_wave: Callable[[int, int], None] | None = None,
     stride: int = 1,
     visit: tuple[int, ...] = (),
+    continue_lost: ContinueLost | None = None,
 ) -> dict[int, np.ndarray]:
     """Masks for every slice the structure reaches, breadth-first from the painted slices.
 
@@ -79,7 +83,9 @@ def track(
     caller can encode them as one batch). Slices in ``negatives`` are known to be empty.
     With ``stride`` > 1 only every stride-th slice (plus the painted ones, the negatives and ``visit``) is
     tracked onto, the outline allowed to move as far as over that many slices; the rest are left to
-    :func:`fill_between`. Returns {slice index: 2D bool mask} for the slices reached (painted ones included).
+    :func:`fill_between`. Where the coarse mask no longer continues the structure, ``continue_lost(index,
+    reference, coarse mask, reach)`` may still give its mask there (:mod:`.propagation`), or None.
+    Returns {slice index: 2D bool mask} for the slices reached (painted ones included).
     """
     grid = strided_slices(n_slices, stride, (*painted, *negatives, *visit))
     position = {s: p for p, s in enumerate(grid)}
@@ -96,7 +102,7 @@ def track(
         if on_wave is not None:
             on_wave(wave, len(nxt))
         candidates = candidate_of(nxt)
-        grown = []
+        reaching = []
         for s in nxt:
             reference = np.zeros_like(candidates[s], dtype=bool)
             gap = 1
@@ -106,13 +112,16 @@ def track(
                     gap = max(gap, abs(n - s))
             check = None if looks_right is None else (lambda component, s=s: looks_right(s, component))
             mask = continue_structure(candidates[s], reference, growth_px * gap, check)
+            if continue_lost is not None and not mask.any() and reference.any():
+                lost = continue_lost(s, reference, candidates[s], grown(reference, growth_px * gap))
+                mask = mask if lost is None else lost
             result[s] = mask
             done.add(s)
             area = int(mask.sum())
             largest = max(largest, area)
             if area and area >= END_FRACTION * largest:
-                grown.append(s)
-        frontier = grown
+                reaching.append(s)
+        frontier = reaching
     return result
 
 
