@@ -130,6 +130,31 @@ def test_track_ends_where_the_structure_nearly_vanishes_even_if_something_touche
     assert reached == list(range(11, 20))  # the tip is kept, nothing beyond it
 
 
+def test_track_asks_to_continue_a_structure_only_where_the_coarse_mask_lost_it():
+    """A thin structure the coarse mask loses past slice 12: ``continue_lost`` is asked there only (not where the
+    coarse mask continued it), what it gives is kept within reach and tracked on from; None ends the structure."""
+    n = 30
+    tube = np.zeros((n, 20, 20), bool)
+    tube[5:25, 8:12, 8:12] = True  # the structure: slices 5..24
+    coarse = tube.copy()
+    coarse[13:] = False  # the head sees it on slices 5..12 only
+    asked: list[int] = []
+
+    def continue_lost(index, reference, candidate, reach):
+        asked.append(index)
+        assert reference.any() and not candidate.any()
+        if index >= 20:  # past slice 19 the proposal fails its checks
+            return None
+        return tube[index] & reach
+
+    result = track(n, {8: tube[8]}, lambda indices: {i: coarse[i] for i in indices}, 1, continue_lost=continue_lost)
+    reached = sorted(i for i, m in result.items() if m.any())
+    assert reached == list(range(5, 20))
+    assert asked == [4, *range(13, 21)]  # below slice 5 once (nothing there), above from where the head lost it
+    without = track(n, {8: tube[8]}, lambda indices: {i: coarse[i] for i in indices}, 1)
+    assert sorted(i for i, m in without.items() if m.any()) == list(range(5, 13))
+
+
 def _cone(n: int, size: int = 61) -> np.ndarray:
     """A cone along the slices: radius 6 + 0.5 mm per slice, from slice 5 to n - 6 (1 mm pixels)."""
     yy, xx = np.mgrid[:size, :size] - size // 2
