@@ -7,6 +7,7 @@ candidate (:mod:`.candidates`); a class found nowhere plausible comes back empty
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -164,7 +165,14 @@ class SelfPromptModel(AdaptedModel):
         return out
 
     def _tracked(
-        self, volume: Volume, embedder: SliceEmbedder, coarse: _Coarse, seeds, only, task: Task, propagated=()
+        self,
+        volume: Volume,
+        embedder: SliceEmbedder,
+        coarse: _Coarse,
+        seeds,
+        only,
+        task: Task,
+        propagated: Sequence[int] = (),
     ) -> np.ndarray:
         """Every class tracked from its seeds with ``coarse``'s head, then assembled into one label volume; classes
         in ``propagated`` continued by SAM's box propagation where the head loses them (:mod:`.propagation`)."""
