@@ -132,16 +132,16 @@ class SelfPromptModel(AdaptedModel):
         if only is not None:
             seeds = {value: _across_gap(painted, negatives, only) for value, (painted, negatives) in seeds.items()}
         # Classes painted on one slice get SAM's box propagation where tracking loses them, and a second look.
-        looked_again = self._second_look_classes() if own and only is None else []
-        first = task.sub(0.1, 0.55 if looked_again else 1.0)
-        labels = self._tracked(volume, embedder, coarse, seeds, only, first, looked_again)
-        if looked_again:
+        one_slice = self._second_look_classes() if own and only is None else []
+        first = task.sub(0.1, 0.55 if one_slice else 1.0)
+        labels = self._tracked(volume, embedder, coarse, seeds, only, first, one_slice)
+        if one_slice:
             assert self.support is not None
             task.report(0.55, "second look: refitting the head on the tracked slices")
-            head = second_look_head(self.head, embedder, self.support, self._tracked_masks(labels, looked_again))
+            head = second_look_head(self.head, embedder, self.support, self._tracked_masks(labels, one_slice))
             again_coarse = _Coarse(head, embedder, task)
-            again = self._tracked(volume, embedder, again_coarse, seeds, None, task.sub(0.6, 1.0), looked_again)
-            added = (labels == 0) & np.isin(again, looked_again)  # only adds: the first pass keeps what it found
+            again = self._tracked(volume, embedder, again_coarse, seeds, None, task.sub(0.6, 1.0), one_slice)
+            added = (labels == 0) & np.isin(again, one_slice)  # only adds: the first pass keeps what it found
             labels[added] = again[added]
         return labels, notes
 
@@ -216,7 +216,7 @@ class SelfPromptModel(AdaptedModel):
         fused = [value for value in head.values if self.fusion.get(value, "none") != "none"]
         shapes = {v: {} for v in head.values} | {v: interpolated_slices(seeds[v][0], spacing, only) for v in fused}
         stepping = (spacing, stride, only)
-        as_drawn = {value: set(propagation.masks) for value, propagation in continued.items()}
+        as_drawn = {value: propagation.slices for value, propagation in continued.items()}
         self._assemble(labels, masks, shapes, stepping, embedder, coarse, as_drawn, task.sub(0.7, 1.0))
         return labels
 

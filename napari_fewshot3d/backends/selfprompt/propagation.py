@@ -37,11 +37,11 @@ GROWTH = 1.5
 
 class BoxPropagation:
     """Where tracking lost a structure on a slice, SAM's mask prompted with the box of the neighbouring slice's mask,
-    if it passes the checks above; ``masks`` keeps what it continued (slice -> mask), to be shown as it is."""
+    if it passes the checks above; ``slices`` are those it continued, to be shown as SAM drew them."""
 
     def __init__(self, embedder: SliceEmbedder, looks_right: Callable[[int, np.ndarray], bool]) -> None:
         self.embedder, self.looks_right = embedder, looks_right
-        self.masks: dict[int, np.ndarray] = {}
+        self.slices: set[int] = set()
 
     def __call__(self, index: int, reference: np.ndarray, coarse: np.ndarray, reach: np.ndarray) -> np.ndarray | None:
         """The structure on slice ``index`` continued from ``reference`` (its mask on the slice before), kept
@@ -55,6 +55,5 @@ class BoxPropagation:
         continues = (proposal & reference).sum() >= OVERLAP * area
         if not (agrees and continues and area <= GROWTH * reference.sum() and self.looks_right(index, proposal)):
             return None
-        mask = proposal & reach
-        self.masks[index] = mask
-        return mask
+        self.slices.add(index)
+        return proposal & reach
